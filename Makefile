@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
+# Both create or refresh .venv idempotently: torch first and alone (a bare `torch` requirement on an
+# empty environment pulls a multi-GB CUDA build), then the package against the pinned constraints.
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN     = $(VENV)/bin
+export HF_HUB_OFFLINE = 1
+export TRANSFORMERS_OFFLINE = 1
+export PYTHONUNBUFFERED = 1
+
+.PHONY: env test demo lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.torch
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+env: $(VENV)/.installed
+
+test: env
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: env
+	$(BIN)/t2v synth --out runs/demo/data --num-clips 24 --seed 0 --size 64 --fps 8 --seconds 4
+
+lint: env
+	$(BIN)/ruff check t2v captioner synthworld tests bench train_t2v.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

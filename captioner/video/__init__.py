@@ -1,0 +1,32 @@
+"""Video I/O: open, probe, seek to timestamps, iterate with bounded memory, write mp4/gif.
+
+Used by every package (synthworld writes through it, t2v's dataset decodes through it).
+"""
+
+from captioner.video.errors import (
+    CorruptVideoError,
+    EmptyVideoError,
+    NotAVideoError,
+    VideoError,
+    VideoNotFoundError,
+    VideoTimeoutError,
+)
+from captioner.video.reader import VideoInfo, VideoReader, available_backends, open_video, probe
+from captioner.video.writer import write_gif, write_mp4, write_video
+
+__all__ = [
+    "CorruptVideoError",
+    "EmptyVideoError",
+    "NotAVideoError",
+    "VideoError",
+    "VideoInfo",
+    "VideoNotFoundError",
+    "VideoReader",
+    "VideoTimeoutError",
+    "available_backends",
+    "open_video",
+    "probe",
+    "write_gif",
+    "write_mp4",
+    "write_video",
+]

@@ -1,0 +1,126 @@
+"""Compare a detection against a scene's ground truth, attribute by attribute.
+
+Objects are matched to tracks by where they are over the clip (Hungarian assignment on the mean
+distance between the true and detected positions in frames where both exist). Then, per object:
+colour (when first visible), shape, size; per true event: found (same kind within one frame, same
+direction / new colour), direction of each move, and the timing error. Detected events that match
+no true event are counted as spurious.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from synthworld.detect import Detection, DetectedEvent
+from synthworld.render import frame_times
+from synthworld.simulate import states_at
+from synthworld.spec import SceneSpec
+
+
+@dataclass
+class SceneScore:
+    """Counts of correct / total per attribute, and event timing errors (seconds)."""
+
+    correct: Counter = field(default_factory=Counter)
+    total: Counter = field(default_factory=Counter)
+    time_errors: list[float] = field(default_factory=list)
+    spurious_events: int = 0
+    failures: list[str] = field(default_factory=list)  # human-readable misses, for debugging
+
+    def add(self, attr: str, ok: bool, why: str = "") -> None:
+        self.total[attr] += 1
+        self.correct[attr] += int(ok)
+        if not ok and why:
+            self.failures.append(f"{attr}: {why}")
+
+    def merge(self, other: SceneScore) -> SceneScore:
+        self.correct.update(other.correct)
+        self.total.update(other.total)
+        self.time_errors += other.time_errors
+        self.spurious_events += other.spurious_events
+        self.failures += other.failures
+        return self
+
+    def accuracy(self) -> dict[str, float]:
+        return {k: self.correct[k] / self.total[k] for k in sorted(self.total)}
+
+
+def true_events(spec: SceneSpec) -> list[tuple[int, DetectedEvent]]:
+    """Ground-truth events as ``(object index, event)`` in the detector's vocabulary."""
+    out = []
+    colour = {i: o.colour for i, o in enumerate(spec.objects)}
+    for e in spec.events:
+        ev = DetectedEvent(t=e.t, kind=e.kind, direction=e.direction, speed=e.speed)
+        if e.kind == "colour":
+            ev.colour, ev.previous = e.colour, colour[e.obj]
+            colour[e.obj] = e.colour
+        out.append((e.obj, ev))
+    return out
+
+
+def score_detection(spec: SceneSpec, det: Detection, tol_frames: float = 1.0) -> SceneScore:
+    """Score ``det`` (from a clip of ``spec`` at ``det.fps``) against the truth."""
+    sc = SceneScore()
+    times = frame_times(spec.duration, det.fps)[: det.num_frames]
+    truth = [states_at(spec, float(t)) for t in times]  # [frame][object]
+    n_obj, n_tr = len(spec.objects), len(det.tracks)
+    # 1. match objects to tracks by trajectory distance
+    cost = np.full((n_obj, max(n_tr, 1)), 10.0)
+    for o in range(n_obj):
+        for k, tr in enumerate(det.tracks):
+            d = [np.hypot(p[0] - truth[i][o].x, p[1] - truth[i][o].y)
+                 for i in range(len(times)) if truth[i][o].visible and (p := tr.position(i)) is not None]
+            if d:
+                cost[o, k] = float(np.mean(d)) + 0.5 * (1 - len(d) / max(len(tr.seen()), 1))
+    pairs = {o: k for o, k in zip(*linear_sum_assignment(cost)) if cost[o, k] < 0.1} if n_tr else {}
+    # 2. per-object attributes
+    for o, obj in enumerate(spec.objects):
+        first_vis = next((i for i in range(len(times)) if truth[i][o].visible), None)
+        if first_vis is None:
+            continue
+        k = pairs.get(o)
+        name = f"object {o} ({obj.size} {truth[first_vis][o].colour} {obj.shape})"
+        if k is None:
+            for attr in ("found", "colour", "shape", "size"):
+                sc.add(attr, False, f"{name} not detected")
+            continue
+        tr = det.tracks[k]
+        sc.add("found", True)
+        sc.add("colour", tr.colour == truth[first_vis][o].colour, f"{name} seen as {tr.colour}")
+        sc.add("shape", tr.shape == obj.shape, f"{name} seen as {tr.shape}")
+        sc.add("size", tr.size == obj.size, f"{name} seen as {tr.size}")
+    # 3. events: each true event must have a detected twin on the matched track within tolerance
+    tol = tol_frames / det.fps + 1e-6
+    used: set[tuple[int, int]] = set()
+    for o, te in true_events(spec):
+        k = pairs.get(o)
+        cands = [] if k is None else [
+            (abs(de.t - te.t), j) for j, de in enumerate(det.tracks[k].events)
+            if de.kind == te.kind and (k, j) not in used and abs(de.t - te.t) <= 2 * tol
+        ]
+        label = f"object {o} {te.kind} at {te.t}s"
+        if te.kind == "move":
+            any_move = [] if k is None else [
+                (abs(de.t - te.t), de) for de in det.tracks[k].events if de.kind == "move" and abs(de.t - te.t) <= 2 * tol
+            ]
+            got = min(any_move, key=lambda p: p[0])[1].direction if any_move else None
+            sc.add("direction", got == te.direction, f"{label}: direction {te.direction} seen as {got}")
+        if not cands:
+            sc.add("event", False, f"{label}: not detected")
+            sc.add("event_time", False)
+            continue
+        dt, j = min(cands)
+        de = det.tracks[k].events[j]
+        used.add((k, j))
+        sc.time_errors.append(de.t - te.t)
+        same = (te.kind != "colour" or de.colour == te.colour) and (te.kind != "move" or de.direction == te.direction)
+        sc.add("event", same, f"{label}: seen as {de.kind} {de.direction or de.colour or ''}")
+        sc.add("event_time", dt <= tol, f"{label}: seen at {de.t:.3f}s")
+    sc.spurious_events = sum(
+        1 for k, tr in enumerate(det.tracks) for j, _ in enumerate(tr.events) if (k, j) not in used
+    )
+    return sc
