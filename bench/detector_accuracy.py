@@ -14,42 +14,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from captioner.video import open_video, write_mp4
-from synthworld.degrade import add_noise, blur
-from synthworld.detect import detect_video
-from synthworld.generate import random_scene
-from synthworld.render import render
-from synthworld.score import SceneScore, score_detection
+from synthworld.score import evaluate_detector
 
 
-def evaluate(scenes: int, seed0: int, size: int, fps: float, seconds: float, noise: float, sigma: float,
-             crf: int, mp4: bool = True, show_failures: int = 0) -> dict:
-    total = SceneScore()
-    with tempfile.TemporaryDirectory() as tmp:
-        for s in tqdm(range(seed0, seed0 + scenes), desc="scenes", unit="scene"):
-            spec = random_scene(s, duration=seconds)
-            frames = add_noise(blur(render(spec, size=size, fps=fps), sigma), noise, seed=s)
-            if mp4:
-                path = Path(tmp) / f"{s}.mp4"
-                write_mp4(path, frames, fps, crf=crf)
-                with open_video(path) as v:
-                    frames = v.read_all()
-            sc = score_detection(spec, detect_video(frames, fps))
-            if sc.failures and show_failures > 0:
-                show_failures -= 1
-                print(f"seed {s}: " + "; ".join(sc.failures))
-            total.merge(sc)
-    errs = [abs(e) for e in total.time_errors]
-    return {
-        "scenes": scenes, "size": size, "fps": fps, "seconds": seconds, "noise_std": noise,
-        "blur_sigma": sigma, "mp4_crf": crf if mp4 else None,
-        "accuracy": total.accuracy(),
-        "counts": {k: [total.correct[k], total.total[k]] for k in sorted(total.total)},
-        "event_time_abs_error_s": {"mean": sum(errs) / max(len(errs), 1), "max": max(errs, default=0.0)},
-        "spurious_events": total.spurious_events,
-    }
+def mp4_roundtrip(tmp: Path, crf: int):
+    def roundtrip(frames, fps):
+        path = tmp / "clip.mp4"
+        write_mp4(path, frames, fps, crf=crf)
+        with open_video(path) as v:
+            return v.read_all()
+
+    return roundtrip
 
 
 def main() -> None:
@@ -67,10 +43,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/detector_accuracy.json"))
     a = ap.parse_args()
     t0 = time.perf_counter()
-    res = evaluate(a.scenes, a.seed, a.size, a.fps, a.seconds, a.noise, a.blur, a.crf, not a.no_mp4, a.show_failures)
-    res["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = None if a.no_mp4 else mp4_roundtrip(Path(tmp), a.crf)
+        sc = evaluate_detector(range(a.seed, a.seed + a.scenes), a.size, a.fps, a.seconds, a.noise, a.blur, rt,
+                               progress=True)
+    errs = [abs(e) for e in sc.time_errors]
+    res = {
+        "scenes": a.scenes, "size": a.size, "fps": a.fps, "seconds": a.seconds, "noise_std": a.noise,
+        "blur_sigma": a.blur, "mp4_crf": None if a.no_mp4 else a.crf,
+        "accuracy": sc.accuracy(),
+        "counts": {k: [sc.correct[k], sc.total[k]] for k in sorted(sc.total)},
+        "event_time_abs_error_s": {"mean": sum(errs) / max(len(errs), 1), "max": max(errs, default=0.0)},
+        "spurious_events": sc.spurious_events,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))
+    for line in sc.failures[: a.show_failures]:
+        print(line)
     for k, v in res["accuracy"].items():
         c, n = res["counts"][k]
         print(f"{k:>11}: {100 * v:6.2f}%  ({c}/{n})")

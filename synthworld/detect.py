@@ -8,14 +8,14 @@ is a palette colour, so a frame of coloured speckle holds no objects.
 Per frame (``detect_frame``):
   1. distance of every pixel from the background colour; mask = distance > half the smallest
      palette-to-background distance;
-  2. connected components of the mask (4-connectivity); tiny ones are noise;
+  2. connected components of the mask (4-connectivity); specks, components that are all edge
+     (speckle clusters) and implausibly small or large ones are rejected;
   3. colour = nearest palette colour to the median of the blob's core (its most saturated half);
+     a blob whose core is no palette colour is rejected;
   4. alpha = how much of each pixel the object covers, projecting the pixel onto the
-     background→colour line — robust to blur and compression; soft area, centroid and the binary
-     mask ``alpha > 0.5`` come from it;
-  5. shape from how much of its bounding box the mask fills (square ≈ 1, circle ≈ π/4,
-     triangle ≈ 1/2) and how low its centroid sits in the box (a triangle's is 1/6 of the height
-     below centre); size from the soft area.
+     background→colour line — robust to blur and compression; soft area and centroid come from it;
+  5. shape from blur-robust central moments of alpha (a triangle's vertical skew; a square's
+     extra reach along its diagonals); size from the soft area.
 Per clip (``detect_video``): tracks by nearest predicted position (Hungarian assignment), then
 events: appear / disappear (track starts late / ends early), colour changes (majority-smoothed
 colour), and motion segments (per-frame displacement above a threshold), each with its direction.
@@ -35,6 +35,7 @@ _PALETTE_NAMES = list(COLOURS)
 _PALETTE = np.array([COLOURS[c] for c in _PALETTE_NAMES], dtype=np.float32)  # (K, 3)
 _SMALL_AREA = 2 * SIZES["small"] ** 2  # a small triangle's area, in frame fractions²
 _SIZE_SPLIT = (SIZES["small"] + SIZES["large"]) / 2
+_MIN_HALF, _MAX_HALF = 0.5 * SIZES["small"], 1.6 * SIZES["large"]  # plausible half-extents
 
 
 @dataclass
@@ -157,6 +158,10 @@ def _measure(lab: int, sl: tuple[slice, slice], labels: np.ndarray, f, d, dist, 
     ys = slice(max(sl[0].start - pad, 0), min(sl[0].stop + pad, labels.shape[0]))
     xs = slice(max(sl[1].start - pad, 0), min(sl[1].stop + pad, labels.shape[1]))
     own = labels[ys, xs] == lab
+    # coherence: a real shape is solid — most of its pixels have all four neighbours inside it;
+    # a cluster of speckle is all edge
+    if ndimage.binary_erosion(own).sum() < 0.2 * own.sum():
+        return None
     # 3. colour of the core: the half of the blob farthest from the background
     dd = dist[ys, xs][own]
     core = f[ys, xs][own][dd >= np.median(dd)]
@@ -192,6 +197,8 @@ def _measure(lab: int, sl: tuple[slice, slice], labels: np.ndarray, f, d, dist, 
     elong = float((w * X**2).sum()) / max(float((w * Y**2).sum()), 1e-9)
     if not 0.4 < elong < 2.5:
         return None  # no shape of this world is that elongated: a streak, not an object
+    if not _MIN_HALF <= np.sqrt(area) / 2 / S <= _MAX_HALF:
+        return None  # implausible size for any object of this world
     if skew_y < -0.2:
         shape, half = "triangle", np.sqrt(area / 2)
     elif corner > 0.22:

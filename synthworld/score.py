@@ -10,6 +10,7 @@ no true event are counted as spurious.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,3 +125,35 @@ def score_detection(spec: SceneSpec, det: Detection, tol_frames: float = 1.0) ->
         1 for k, tr in enumerate(det.tracks) for j, _ in enumerate(tr.events) if (k, j) not in used
     )
     return sc
+
+
+def evaluate_detector(
+    seeds: Iterable[int],
+    size: int = 64,
+    fps: float = 8.0,
+    seconds: float = 4.0,
+    noise: float = 8.0,
+    blur_sigma: float = 0.8,
+    roundtrip: Callable[[np.ndarray, float], np.ndarray] | None = None,
+    progress: bool = False,
+) -> SceneScore:
+    """Render, degrade (blur, noise, then ``roundtrip`` e.g. an mp4 encode/decode), detect and score
+    the random scenes of ``seeds``; returns the summed score."""
+    from tqdm import tqdm
+
+    from synthworld.degrade import add_noise, blur
+    from synthworld.detect import detect_video
+    from synthworld.generate import random_scene
+    from synthworld.render import render
+
+    total = SceneScore()
+    seeds = list(seeds)
+    for s in tqdm(seeds, desc="scenes", unit="scene", disable=not progress):
+        spec = random_scene(s, duration=seconds)
+        frames = add_noise(blur(render(spec, size=size, fps=fps), blur_sigma), noise, seed=s)
+        if roundtrip is not None:
+            frames = roundtrip(frames, fps)
+        sc = score_detection(spec, detect_video(frames, fps))
+        sc.failures = [f"seed {s}: {f}" for f in sc.failures]
+        total.merge(sc)
+    return total

@@ -1,0 +1,126 @@
+"""The manifest: JSON Lines, one record per clip, append-only — the contract between captioner and t2v.
+
+A record (see DESIGN.md)::
+
+    {"id": "clip-000017", "video": "clips/clip-000017.mp4", "start": 0.0, "end": 4.0,
+     "fps": 8.0, "width": 64, "height": 64, "status": "ok", "error": null,
+     "keyframes": [{"t": 0.0, "caption": "..."}, ...],
+     "captions": {"short": "...", "dense": "..."}, "meta": {...}}
+
+``video`` is relative to the manifest's folder unless absolute. ``status`` is ``ok`` or ``error``;
+an error record carries a readable ``error`` and no captions. Each record is written as one line
+with a single ``write`` and flushed, so a killed run leaves at most one partial last line, which
+readers skip with a warning (and a resumed run rewrites that clip).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("id", "video", "status")
+STATUSES = ("ok", "error")
+
+
+class ManifestError(ValueError):
+    """A manifest line is malformed; the message names the file and line."""
+
+
+def validate_record(rec: dict[str, Any], where: str = "record") -> dict[str, Any]:
+    """Check the contract's invariants; raise ManifestError naming what is wrong."""
+    if not isinstance(rec, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise ManifestError(f"{where}: missing key(s) {missing}")
+    if rec["status"] not in STATUSES:
+        raise ManifestError(f"{where}: status {rec['status']!r} is not one of {list(STATUSES)}")
+    if rec["status"] == "error" and not rec.get("error"):
+        raise ManifestError(f"{where}: an error record needs a non-empty 'error'")
+    if rec["status"] == "ok" and not isinstance(rec.get("captions", {}), dict):
+        raise ManifestError(f"{where}: 'captions' must be an object of caption_field -> text")
+    return rec
+
+
+def iter_manifest(path: str | os.PathLike, strict: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the records of a manifest in order.
+
+    A malformed line raises ManifestError when ``strict``; otherwise it is skipped with a warning
+    (a truncated last line is what a killed writer leaves behind).
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield validate_record(json.loads(line), f"{path}:{n}")
+            except (json.JSONDecodeError, ManifestError) as e:
+                if strict:
+                    raise ManifestError(f"{path}:{n}: {e}") from None
+                log.warning("%s:%d: skipping malformed line (%s)", path, n, e)
+
+
+def read_manifest(path: str | os.PathLike, strict: bool = False) -> list[dict[str, Any]]:
+    return list(iter_manifest(path, strict))
+
+
+def resolve_video(manifest_path: str | os.PathLike, rec: dict[str, Any]) -> Path:
+    """Absolute path of a record's video (relative paths are relative to the manifest's folder)."""
+    p = Path(rec["video"])
+    return p if p.is_absolute() else Path(manifest_path).resolve().parent / p
+
+
+class ManifestWriter:
+    """Append records to a manifest, one flushed line each. Use as a context manager.
+
+    ``done_ids`` holds the ids already in the file (any status) so callers can resume.
+    """
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.done_ids: set[str] = set()
+        if self.path.exists():
+            self._repair_tail()
+            self.done_ids = {r["id"] for r in iter_manifest(self.path)}
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def _repair_tail(self) -> None:
+        """Make sure the file ends with a newline so a partial last line stays on its own line."""
+        with open(self.path, "rb+") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+
+    def write(self, rec: dict[str, Any]) -> None:
+        validate_record(rec, f"{self.path}: record {rec.get('id')!r}")
+        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._f.flush()
+        if self.fsync:
+            os.fsync(self._f.fileno())
+        self.done_ids.add(rec["id"])
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> ManifestWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def error_record(clip_id: str, video: str, error: BaseException | str, **extra: Any) -> dict[str, Any]:
+    """A ``status: error`` record; ``error`` becomes ``"<Type>: <message>"``."""
+    msg = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return {"id": clip_id, "video": video, "status": "error", "error": msg, **extra}

@@ -1,0 +1,1 @@
+"""Data for t2v: the synthworld dataset writer (later: the manifest dataset and latent cache)."""
