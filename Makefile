@@ -27,13 +27,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.torch
 env: $(VENV)/.installed
 
 test: env
+	$(BIN)/ruff check --no-cache .
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: env
 	$(BIN)/t2v synth --out runs/demo/data --num-clips 24 --seed 0 --size 64 --fps 8 --seconds 4
 
 lint: env
-	$(BIN)/ruff check t2v captioner synthworld tests bench train_t2v.py
+	$(BIN)/ruff check --no-cache .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from synthworld.detect import Detection, DetectedEvent
+from synthworld.detect import DetectedEvent, Detection
 from synthworld.render import frame_times
 from synthworld.simulate import states_at
 from synthworld.spec import SceneSpec

@@ -130,7 +130,7 @@ class VideoReader:
         else:
             if not interval > 0:
                 raise ValueError(f"{self.path}: interval {interval!r} must be > 0 seconds")
-            n = int(np.floor(self.info.duration / interval + 1e-9)) + 1
+            n = max(int(np.ceil(self.info.duration / interval - 1e-9)), 1)  # times k·interval < duration
             indices = iter(dict.fromkeys(self.index_of(k * interval) for k in range(n)))
         while True:
             batch = [i for _, i in zip(range(chunk), indices)]
@@ -139,7 +139,7 @@ class VideoReader:
             frames = self.frames_at_indices(batch)
             for i, frame in zip(batch, frames):
                 yield self.time_of(i), frame
-            del frames
+            del frames, frame  # let the chunk go before the next one is decoded
 
     def read_all(self) -> np.ndarray:
         """Every frame, decoded in order: uint8 ``(num_frames, H, W, 3)`` (for short clips)."""
