@@ -1,4 +1,11 @@
-"""``t2v`` command line. Subcommands: ``synth`` (render a synthworld dataset)."""
+"""``t2v`` command line.
+
+    t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S]
+    t2v train-vae --manifest M --out DIR [--steps N]
+    t2v cache     --config YAML [key=value ...]
+    t2v train     --config YAML [--resume latest|DIR] [key=value ...]
+    t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S]
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,47 @@ def _synth(a: argparse.Namespace) -> int:
     return 1 if s.errors else 0
 
 
+def _train_vae(a: argparse.Namespace) -> int:
+    from t2v.vae_train import train_vae
+
+    res = train_vae(a.manifest, a.out, size=a.size, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                    latent_channels=a.latent_channels, seed=a.seed)
+    print(f"saved VAE to {a.out}: reconstruction PSNR {res['psnr']:.1f} dB, scaling_factor {res['scaling_factor']:.3f}")
+    return 0
+
+
+def _cache(a: argparse.Namespace) -> int:
+    from t2v.config import load_config
+    from t2v.data.cache import build_cache
+    from t2v.models.build import build_text_encoder, build_vae
+
+    cfg = load_config(a.config, a.overrides)
+    lat, txt = build_cache(cfg, build_vae(cfg), build_text_encoder(cfg))
+    print(f"cache ready: {lat}\n             {txt}")
+    return 0
+
+
+def _train(a: argparse.Namespace) -> int:
+    from t2v.config import load_config
+    from t2v.train import train
+
+    cfg = load_config(a.config, a.overrides)
+    final = train(cfg, resume=a.resume)
+    print(f"pipeline: {final}")
+    return 0
+
+
+def _generate(a: argparse.Namespace) -> int:
+    from t2v.generate import generate
+
+    prompts = [a.prompt] if a.prompt else [ln.strip() for ln in Path(a.prompts).read_text().splitlines() if ln.strip()]
+    paths = generate(a.model, prompts, a.out, num_frames=a.frames, steps=a.steps, guidance=a.guidance, seed=a.seed,
+                     negative_prompt=a.negative_prompt, fps=a.fps)
+    for p in paths:
+        print(p)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2v", description="dense-t2v: caption-conditioned text-to-video.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -31,6 +79,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=4.0, help="clip duration")
     s.add_argument("--no-sheet", action="store_true", help="skip the contact-sheet PNG")
     s.set_defaults(func=_synth)
+
+    s = sub.add_parser("train-vae", help="train a small AutoencoderKL on a manifest's frames; save a diffusers folder")
+    s.add_argument("--manifest", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--steps", type=int, default=1500)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--lr", type=float, default=2e-3)
+    s.add_argument("--latent-channels", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_train_vae)
+
+    for name, fn, text in (("cache", _cache, "precompute VAE latents and text embeddings"),
+                           ("train", _train, "train the text-to-video model")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--config", type=Path, required=True)
+        if name == "train":
+            s.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
+        s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+        s.set_defaults(func=fn)
+
+    s = sub.add_parser("generate", help="generate videos from prompts with a trained pipeline folder")
+    s.add_argument("--model", type=Path, required=True, help="a TextToVideoPipeline folder")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--prompt")
+    g.add_argument("--prompts", type=Path, help="a text file, one prompt per line")
+    s.add_argument("--out", type=Path, required=True, help="a .mp4/.gif file (one prompt) or a folder")
+    s.add_argument("--frames", type=int, default=None)
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--guidance", type=float, default=3.0)
+    s.add_argument("--negative-prompt", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fps", type=float, default=None, help="playback fps (default: the training fps)")
+    s.set_defaults(func=_generate)
     return p
 
 
@@ -39,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ValueError as e:  # user errors: one clear line, no traceback
+    except (ValueError, FileNotFoundError) as e:  # user errors: one clear line, no traceback
         print(f"t2v {args.command}: error: {e}", file=sys.stderr)
         return 2
 

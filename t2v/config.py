@@ -1,0 +1,236 @@
+"""Typed run configuration: one dataclass per component, nested into :class:`RunConfig`.
+
+YAML loads strictly — an unknown key or a value of the wrong type is an error that names the key
+(``model.num_layers: expected int, got 'four'``). ``key=value`` overrides use the same dotted
+names (``model.num_layers=4 train.max_steps=100``); values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, missing or of the wrong type; the message names it."""
+
+
+@dataclass
+class DataConfig:
+    manifest: str = "runs/demo/data/manifest.jsonl"
+    caption_field: str = "dense"  # short | dense | any key of a record's `captions`
+    num_frames: int = 8  # frames sampled per clip
+    fps: float = 2.0  # rate the frames are sampled at (clip time covered: num_frames / fps)
+    size: int = 64  # square frames: resize the short side, then centre-crop
+    cache_dir: str | None = None  # default: <manifest folder>/cache
+    use_cache: bool = True  # train from the cache when it exists for this config
+    num_workers: int = 0
+
+
+@dataclass
+class VAEConfig:
+    kind: str = "kl"  # kl (AutoencoderKL per frame) | wan (AutoencoderKLWan, 3D)
+    path: str | None = None  # a diffusers folder; None builds an untrained tiny VAE (tests only)
+    latent_channels: int = 4  # used when building (t2v train-vae)
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    scaling_factor: float | None = None  # None: the VAE's own config value
+
+
+@dataclass
+class TextConfig:
+    path: str = "minilm"  # "minilm": the packaged all-MiniLM-L6-v2; else a transformers folder
+    window: int | None = None  # tokens per encoder call; None: the encoder's own limit
+    max_tokens: int | None = None  # hard cap: longer prompts warn (with counts) and are cut there
+    encoder_class: str = "auto"  # auto | t5 (T5EncoderModel / UMT5EncoderModel for Wan checkpoints)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "wan"  # wan | latte
+    pretrained: str | None = None  # a diffusers transformer folder to fine-tune
+    num_layers: int = 2
+    num_heads: int = 2
+    head_dim: int = 32
+    ffn_mult: float = 4.0
+    patch_size: list[int] = field(default_factory=lambda: [1, 2, 2])  # (t, h, w); latte uses h only
+    text_adapter_layers: int = 0  # trainable transformer layers over the frozen text features
+    attention: str = "sdpa"  # sdpa | xformers (CUDA only; falls back to sdpa with a logged reason)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class ObjectiveConfig:
+    logit_mean: float = 0.0  # logit-normal timestep sampling (SD3)
+    logit_std: float = 1.0
+    shift: float = 1.0  # σ' = shift·σ / (1 + (shift−1)·σ): >1 spends more steps at high noise
+    caption_dropout: float = 0.1  # probability of training on the empty prompt (for CFG)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_steps: int = 50
+    schedule: str = "constant"  # constant | cosine (after warm-up)
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/t2v"
+    max_steps: int = 1000
+    batch_size: int = 8  # per process
+    grad_accum: int = 1
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | no | bf16 | fp16
+    seed: int = 0
+    ema_decay: float = 0.0  # 0 disables EMA
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    validate_every: int = 0  # 0: only at the end
+    validation_prompts: list[str] = field(default_factory=list)
+    max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0 = no limit
+    peak_tflops: float = 0.0  # device peak for MFU; 0: look up known GPUs, else no MFU
+
+
+@dataclass
+class SampleConfig:
+    steps: int = 20
+    guidance: float = 3.0
+    shift: float = 1.0
+    negative_prompt: str = ""
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml())
+        return path
+
+
+# ----------------------------------------------------------------------------- strict loading
+def _check(value: Any, tp: Any, name: str) -> Any:
+    """Return ``value`` converted to type ``tp`` when it is safe (int → float), else raise."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check(value, a, name)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{name}: bad value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return [_check(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, name)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        return value
+    tname = getattr(tp, "__name__", str(tp))
+    raise ConfigError(f"{name}: expected {tname}, got {value!r}")
+
+
+def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, strictly."""
+    where = prefix or cls.__name__
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(f'{prefix}.{k}' if prefix else k for k in unknown)}"
+                          f" (known: {', '.join(sorted(names))})")
+    kwargs = {k: _check(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in d.items()}
+    return cls(**kwargs)
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings to a nested dict (values parsed as YAML scalars)."""
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected key=value (e.g. train.max_steps=100)")
+        key, raw = ov.split("=", 1)
+        parts = key.strip().split(".")
+        node = d
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {ov!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return d
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults ← YAML file ← overrides, validated strictly."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        d = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    apply_overrides(d, overrides or [])
+    cfg = from_dict(RunConfig, d)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Value checks that types alone cannot express."""
+    def choice(name: str, value: str, options: tuple[str, ...]) -> None:
+        if value not in options:
+            raise ConfigError(f"{name}: {value!r} is not one of {list(options)}")
+
+    choice("model.backbone", cfg.model.backbone, ("wan", "latte"))
+    choice("model.attention", cfg.model.attention, ("sdpa", "xformers"))
+    choice("vae.kind", cfg.vae.kind, ("kl", "wan"))
+    choice("text.encoder_class", cfg.text.encoder_class, ("auto", "t5"))
+    choice("optim.schedule", cfg.optim.schedule, ("constant", "cosine"))
+    choice("train.mixed_precision", cfg.train.mixed_precision, ("auto", "no", "bf16", "fp16"))
+    if len(cfg.model.patch_size) != 3:
+        raise ConfigError(f"model.patch_size: expected [t, h, w], got {cfg.model.patch_size}")
+    for name, v in [("data.num_frames", cfg.data.num_frames), ("data.size", cfg.data.size),
+                    ("train.max_steps", cfg.train.max_steps), ("train.batch_size", cfg.train.batch_size),
+                    ("model.num_layers", cfg.model.num_layers), ("model.num_heads", cfg.model.num_heads)]:
+        if v < 1:
+            raise ConfigError(f"{name}: must be >= 1, got {v}")
+    if not 0 <= cfg.objective.caption_dropout < 1:
+        raise ConfigError(f"objective.caption_dropout: must be in [0, 1), got {cfg.objective.caption_dropout}")
+    if not 0 <= cfg.train.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay: must be in [0, 1), got {cfg.train.ema_decay}")

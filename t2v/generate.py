@@ -1,0 +1,57 @@
+"""Generate videos from prompts with a saved TextToVideoPipeline folder; write mp4 or gif."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from captioner.video import write_video
+
+log = logging.getLogger(__name__)
+
+
+def load_pipeline(model_dir: str | Path):
+    from t2v.pipeline import TextToVideoPipeline
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "model_index.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a pipeline folder (no model_index.json); "
+                                "pass the `pipeline/` folder of a training run")
+    return TextToVideoPipeline.from_pretrained(str(model_dir))
+
+
+def _slug(text: str, n: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "prompt"
+
+
+def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_frames: int | None = None,
+             steps: int = 20, guidance: float = 3.0, seed: int = 0, negative_prompt: str | None = None,
+             fps: float | None = None) -> list[Path]:
+    """One video per prompt. ``out`` is a file (.mp4/.gif) for a single prompt, else a folder of mp4s."""
+    if not prompts:
+        raise ValueError("no prompts given")
+    pipe = load_pipeline(model_dir)
+    fps = fps or _training_fps(Path(model_dir))
+    out = Path(out)
+    single = len(prompts) == 1 and out.suffix.lower() in (".mp4", ".gif")
+    paths = []
+    for i, prompt in enumerate(prompts):
+        frames = pipe(prompt, negative_prompt=negative_prompt, num_frames=num_frames, num_inference_steps=steps,
+                      guidance_scale=guidance, generator=torch.Generator().manual_seed(seed + i)).frames[0]
+        path = out if single else out / f"{i:03d}-{_slug(prompt)}.mp4"
+        paths.append(write_video(path, frames, fps))
+    if not single:
+        (out / "prompts.txt").write_text("\n".join(prompts) + "\n")
+    return paths
+
+
+def _training_fps(model_dir: Path) -> float:
+    cfg = model_dir / "t2v_config.yaml"
+    if cfg.is_file():
+        import yaml
+
+        return float(yaml.safe_load(cfg.read_text())["data"]["fps"])
+    return 8.0

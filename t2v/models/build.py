@@ -1,0 +1,53 @@
+"""Build the models of a run from its config: text encoder, VAE, transformer."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from t2v.config import RunConfig
+from t2v.models.backbone import T2VTransformer
+from t2v.models.text import TextEncoder
+from t2v.models.vae import VideoVAE, build_tiny_kl
+
+log = logging.getLogger(__name__)
+
+
+def build_text_encoder(cfg: RunConfig, dtype=torch.float32) -> TextEncoder:
+    return TextEncoder.from_pretrained(cfg.text.path, cfg.text.window, cfg.text.max_tokens, cfg.text.encoder_class,
+                                       dtype=dtype)
+
+
+def build_vae(cfg: RunConfig, dtype=torch.float32) -> VideoVAE:
+    if cfg.vae.path is None:
+        log.warning("vae.path is not set: using an UNTRAINED tiny AutoencoderKL (fine for tests, useless for "
+                    "real runs; make one with `t2v train-vae`)")
+        torch.manual_seed(0)
+        return VideoVAE(build_tiny_kl(cfg.vae.latent_channels, cfg.vae.block_out_channels, cfg.data.size),
+                        cfg.vae.scaling_factor)
+    return VideoVAE.from_pretrained(cfg.vae.path, cfg.vae.scaling_factor, dtype=dtype)
+
+
+def build_transformer(cfg: RunConfig, vae: VideoVAE, text_dim: int) -> T2VTransformer:
+    m = cfg.model
+    sample_size = cfg.data.size // vae.spatial_factor
+    frames = vae.latent_frames(cfg.data.num_frames)
+    if m.pretrained:
+        model = T2VTransformer.from_dit(m.pretrained, m.backbone, m.text_adapter_layers, frames, sample_size)
+        if model.in_channels != vae.latent_channels:
+            raise ValueError(f"model.pretrained has {model.in_channels} input channels but the VAE makes "
+                             f"{vae.latent_channels}-channel latents")
+    else:
+        model = T2VTransformer.build(m.backbone, vae.latent_channels, text_dim, m.num_layers, m.num_heads,
+                                     m.head_dim, m.ffn_mult, m.patch_size, frames, sample_size,
+                                     m.text_adapter_layers)
+    p = m.patch_size
+    if sample_size % p[1] or (m.backbone == "wan" and frames % p[0]):
+        raise ValueError(f"latent size {frames}×{sample_size}² is not divisible by model.patch_size {p}")
+    used = model.set_attention(m.attention)
+    log.info("transformer: %s, %.2fM parameters, attention %s", m.backbone,
+             sum(q.numel() for q in model.parameters()) / 1e6, used)
+    if m.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    return model
