@@ -158,6 +158,12 @@ def _check(value: Any, tp: Any, name: str) -> Any:
         return from_dict(tp, value, name)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # PyYAML follows YAML 1.1, which reads `1e-4` (no dot) as a string: accept it as a number
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         return value
     tname = getattr(tp, "__name__", str(tp))

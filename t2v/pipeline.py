@@ -20,6 +20,8 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+# imported so diffusers can resolve the saved "transformer" component ("t2v.models.backbone")
+from t2v.models.backbone import T2VTransformer  # noqa: F401
 from t2v.models.text import TextEncoder
 from t2v.models.vae import VideoVAE
 
@@ -103,9 +105,9 @@ class TextToVideoPipeline(DiffusionPipeline):
     ) -> TextToVideoPipelineOutput | tuple:
         vae = self.video_vae
         tc = self.transformer.config
-        num_frames = num_frames or tc.sample_frames
-        height = height or tc.sample_size * vae.spatial_factor
-        width = width or tc.sample_size * vae.spatial_factor
+        num_frames = tc.sample_frames if num_frames is None else num_frames
+        height = tc.sample_size * vae.spatial_factor if height is None else height
+        width = tc.sample_size * vae.spatial_factor if width is None else width
 
         # 1. Check inputs
         self.check_inputs(prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,

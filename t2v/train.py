@@ -125,8 +125,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
         set_seed(cfg.train.seed, device_specific=True)  # different noise on each rank
     sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, acc.process_index,
                                     acc.num_processes, start_batch=step * cfg.train.grad_accum)
+    # own generator: creating the loader's iterator must not draw from the (restored) global RNG
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                        collate_fn=collate_cached if use_cache else collate_online)
+                        collate_fn=collate_cached if use_cache else collate_online,
+                        generator=torch.Generator().manual_seed(cfg.train.seed))
     batches = iter(loader)
 
     # 6. Training loop
@@ -135,6 +137,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters() if p.requires_grad)
     peak = _peak_flops(cfg)
     t0, seen, last_log = time.time(), 0, time.time()
+    loss = torch.tensor(float("nan"))
     bar = tqdm(total=cfg.train.max_steps, initial=step, desc="training", unit="step", disable=not main)
     while step < cfg.train.max_steps:
         for _ in range(cfg.train.grad_accum):
@@ -176,10 +179,17 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
             break
     bar.close()
 
-    # 7. Export the final pipeline (EMA weights when EMA is on) and a last set of samples
+    # 7. Export the final pipeline (EMA weights when EMA is on), a run summary and a last set of samples
     acc.wait_for_everyone()
     final = out / "pipeline"
+    # parameter checksums of every rank: identical unless distributed training lost sync
+    checksum = torch.stack([p.detach().double().sum() for p in acc.unwrap_model(model).parameters()]).sum()
+    checksums = acc.gather(checksum.reshape(1).to(acc.device)).tolist()
     if main:
+        summary = {"steps": step, "world_size": acc.num_processes, "final_loss": float(loss.detach()),
+                   "minutes": (time.time() - t0) / 60, "param_checksums": checksums,
+                   "distributed_type": str(acc.distributed_type), "mixed_precision": acc.mixed_precision}
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
         unwrapped = acc.unwrap_model(model)
         if ema is not None:
             ema.store(unwrapped.parameters())

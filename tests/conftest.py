@@ -31,3 +31,26 @@ def sample_video(name: str) -> Path:
 @pytest.fixture(scope="session")
 def sample_videos() -> dict[str, Path]:
     return {name: sample_video(name) for name in SAMPLE_VIDEOS}
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tmp_path_factory) -> Path:
+    """Eight synthworld clips (48 px, 8 fps, 2 s) with oracle captions."""
+    from t2v.data.synthetic import write_synth_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    return write_synth_dataset(out, 8, seed=11, size=48, fps=8, seconds=2, progress=False).manifest
+
+
+def tiny_overrides(manifest: Path, out: Path, **extra) -> list[str]:
+    """Overrides that make configs/t2v/tiny.yaml run in seconds on CPU (untrained tiny VAE)."""
+    ov = {
+        "data.manifest": str(manifest), "data.size": 32, "data.num_frames": 4, "data.fps": 4.0,
+        "data.cache_dir": str(out / "cache"), "vae.path": "null", "vae.block_out_channels": "[8, 16]",
+        "model.num_layers": 1, "model.head_dim": 16, "model.text_adapter_layers": 0,
+        "train.output_dir": str(out / "run"), "train.batch_size": 2, "train.max_steps": 4,
+        "train.log_every": 1, "train.checkpoint_every": 2, "train.keep_checkpoints": 5,
+        "optim.warmup_steps": 1, "sample.steps": 2,
+    }
+    ov.update(extra)
+    return [f"{k}={v}" for k, v in ov.items()]

@@ -1,0 +1,235 @@
+"""t2v core: config, models, objective, data/cache, pipeline (in-process, tiny sizes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_overrides
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from t2v.config import ConfigError, RunConfig, load_config
+from t2v.data.cache import CachedDataset, build_cache, cache_exists
+from t2v.data.dataset import ManifestClipDataset
+from t2v.data.sampler import ResumableBatchSampler
+from t2v.models.backbone import T2VTransformer
+from t2v.models.build import build_text_encoder, build_vae
+from t2v.models.text import TextEncoder
+from t2v.models.vae import VideoVAE, build_tiny_kl
+from t2v.objective import flow_matching_loss, sample_sigmas
+from t2v.pipeline import TextToVideoPipeline
+
+TINY = "configs/t2v/tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return TextEncoder.from_pretrained("minilm")
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_loads_and_overrides(tmp_path):
+    cfg = load_config(TINY, ["train.max_steps=7", "model.backbone=latte", "optim.lr=1e-4", "data.fps=4"])
+    assert isinstance(cfg, RunConfig)
+    assert (cfg.train.max_steps, cfg.model.backbone, cfg.optim.lr, cfg.data.fps) == (7, "latte", 1e-4, 4.0)
+    path = cfg.save(tmp_path / "c.yaml")
+    assert load_config(path).to_dict() == cfg.to_dict()  # the resolved config reloads to itself
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.num_layer=3", "unknown key(s) model.num_layer"),
+        ("trian.max_steps=3", "unknown key(s) trian"),
+        ("model.num_layers=four", "model.num_layers: expected int, got 'four'"),
+        ("model.num_layers=2.5", "model.num_layers: expected int"),
+        ("train.ema_decay=yes", "train.ema_decay: expected float"),
+        ("model.patch_size=[1, 2]", "model.patch_size: expected [t, h, w]"),
+        ("model.backbone=unet", "model.backbone: 'unet' is not one of"),
+        ("objective.caption_dropout=1.5", "objective.caption_dropout: must be in [0, 1)"),
+        ("train.max_steps", "expected key=value"),
+    ],
+)
+def test_config_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, [override])
+    assert message in str(e.value)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  num_layers: 2\n  dropout: 0.1\n")
+    with pytest.raises(ConfigError, match="model.dropout"):
+        load_config(bad)
+
+
+# ----------------------------------------------------------------------------- text encoder
+def test_long_prompt_is_encoded_in_windows_not_truncated(minilm):
+    enc = TextEncoder(minilm.tokenizer, minilm.model, window=16)
+    words = "a small red circle moves to the left quickly and then stops in the top corner while a blue square"
+    a = words + " turns green near the end"
+    b = words + " turns yellow near the end"
+    n_tokens = enc.token_counts([a])[0]
+    assert n_tokens > 16
+    (sa, ma), (sb, mb) = enc([a]), enc([b])
+    assert ma.sum() == mb.sum() > 16  # every token kept (plus [CLS]/[SEP] per window)
+    diff = (sa - sb).abs().sum(-1)[0]
+    assert diff[:16].max() == 0  # the first window is identical
+    assert diff[16:].max() > 1.0  # the change past the window reaches the conditioning
+
+
+def test_max_tokens_cap_warns_with_counts(minilm, caplog):
+    enc = TextEncoder(minilm.tokenizer, minilm.model, window=16, max_tokens=10)
+    with caplog.at_level("WARNING"):
+        _, mask = enc(["one two three four five six seven eight nine ten eleven twelve thirteen"])
+    assert "has 13 tokens, over text.max_tokens=10" in caplog.text
+    assert int(mask.sum()) == 10 + 2
+
+
+def test_padding_is_zero_and_masked(minilm):
+    states, mask = minilm(["a red circle", "a much longer prompt about a blue square moving right"])
+    assert mask[0].sum() < mask[1].sum()
+    assert states[0][~mask[0]].abs().max() == 0
+
+
+# ----------------------------------------------------------------------------- backbones
+@pytest.mark.parametrize("backbone", ["wan", "latte"])
+def test_backbone_trains_and_ignores_padding(backbone):
+    torch.manual_seed(0)
+    model = T2VTransformer.build(backbone, 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8, text_adapter_layers=1)
+    x0 = torch.randn(2, 4, 4, 8, 8)
+    text, mask = torch.randn(2, 6, 32), torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    # padding invariance: extra masked tokens with any values change nothing
+    t = torch.tensor([300.0, 700.0])
+    out = model(x0, t, text, mask)
+    text2 = torch.cat([text, torch.randn(2, 3, 32)], 1)
+    mask2 = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], 1)
+    torch.testing.assert_close(model(x0, t, text2, mask2), out)
+    assert not torch.allclose(model(x0, t, text2, None), out)  # ...while unmasked tokens do matter
+    # a few optimisation steps: finite, decreasing loss on a fixed batch; parameters change
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    from t2v.config import ObjectiveConfig
+
+    sig, noise = torch.tensor([0.3, 0.6]), torch.randn_like(x0)
+    losses = []
+    for _ in range(8):
+        loss = flow_matching_loss(model, x0, text, mask, ObjectiveConfig(), sigma=sig, noise=noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
+    assert sum(changed) > 0.8 * len(changed)
+
+
+def test_sigma_sampling_shift():
+    from t2v.config import ObjectiveConfig
+
+    torch.manual_seed(0)
+    s1 = sample_sigmas(20000, ObjectiveConfig(shift=1.0))
+    s3 = sample_sigmas(20000, ObjectiveConfig(shift=3.0))
+    assert 0 < s1.min() and s1.max() < 1
+    assert abs(s1.mean().item() - 0.5) < 0.01 and s3.mean() > s1.mean() + 0.1
+
+
+def test_attention_fallback_is_logged(caplog):
+    model = T2VTransformer.build("wan", 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8)
+    with caplog.at_level("WARNING"):
+        assert model.set_attention("xformers") == "sdpa"
+    assert "instead of xformers" in caplog.text
+
+
+# ----------------------------------------------------------------------------- VAE, data, cache
+def test_vae_round_trip_shapes():
+    vae = VideoVAE(build_tiny_kl(4, [8, 16], 32))
+    video = torch.rand(2, 3, 4, 32, 32) * 2 - 1
+    z = vae.encode(video)
+    assert z.shape == (2, 4, 4, 16, 16) and vae.spatial_factor == 2
+    assert vae.decode(z).shape == video.shape
+
+
+def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
+    cfg = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path))
+    ds = ManifestClipDataset(tiny_manifest, "dense", 4, 4.0, 32)
+    item = ds[3]
+    assert item["video"].shape == (3, 4, 32, 32) and -1 <= item["video"].min() and item["video"].max() <= 1
+    assert item["caption"] == ds.records[3]["captions"]["dense"]
+    text_encoder, vae = build_text_encoder(cfg), build_vae(cfg)
+    assert not cache_exists(cfg)
+    build_cache(cfg, vae, text_encoder)
+    assert cache_exists(cfg)
+    cached = CachedDataset(cfg)[3]
+    assert cached["id"] == item["id"]
+    # equal up to float32 batching effects (the cache encodes 8 clips per call, this one alone)
+    torch.testing.assert_close(cached["latents"], vae.encode(item["video"][None])[0], atol=1e-3, rtol=1e-3)
+    states, mask = text_encoder([item["caption"]])
+    torch.testing.assert_close(cached["text"], states[0][mask[0]], atol=1e-4, rtol=1e-4)
+    # another caption field is a different cache; an unknown field is a clear error
+    short = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path, **{"data.caption_field": "short"}))
+    assert not cache_exists(short)
+    with pytest.raises(ValueError, match="caption_field 'long' is missing"):
+        ManifestClipDataset(tiny_manifest, "long", 4, 4.0, 32)
+
+
+def test_batch_sampler_resumes_and_shards():
+    full = ResumableBatchSampler(10, 3, seed=1)
+    it = iter(full)
+    first = [next(it) for _ in range(7)]  # crosses epoch boundaries
+    resumed = iter(ResumableBatchSampler(10, 3, seed=1, start_batch=4))
+    assert [next(resumed) for _ in range(3)] == first[4:]
+    epoch0 = sum(first[:3], []) + first[3][:1]
+    assert sorted(epoch0) == list(range(10))  # each epoch is a permutation
+    r0, r1 = ResumableBatchSampler(10, 2, seed=1, rank=0, world=2), ResumableBatchSampler(10, 2, 1, 1, 2)
+    assert set(r0.batch(0)).isdisjoint(r1.batch(0))
+
+
+# ----------------------------------------------------------------------------- pipeline
+@pytest.fixture(scope="module")
+def tiny_pipe(minilm):
+    torch.manual_seed(0)
+    vae = build_tiny_kl(4, [8, 16], 32)
+    tr = T2VTransformer.build("wan", 4, minilm.dim, 1, 2, 16, 2.0, [1, 2, 2], 4, 16)
+    return TextToVideoPipeline(vae, minilm.model, minilm.tokenizer, tr, FlowMatchEulerDiscreteScheduler(),
+                               text_window=16)
+
+
+def test_pipeline_round_trip(tiny_pipe, tmp_path):
+    kw = dict(num_inference_steps=3, guidance_scale=2.0, progress=False)
+    a = tiny_pipe("a red circle moves left", generator=torch.Generator().manual_seed(1), **kw).frames
+    assert a.shape == (1, 4, 32, 32, 3) and a.dtype == np.uint8
+    tiny_pipe.save_pretrained(tmp_path / "p")
+    loaded = TextToVideoPipeline.from_pretrained(tmp_path / "p")
+    assert loaded.config.text_window == 16
+    b = loaded("a red circle moves left", generator=torch.Generator().manual_seed(1), **kw).frames
+    np.testing.assert_array_equal(a, b)
+    c = loaded("a blue square moves up", generator=torch.Generator().manual_seed(1), **kw).frames
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prompt": 3}, "`prompt` must be a string"),
+        ({"prompt": "x", "height": 30}, "`height` must be a positive multiple of 4"),
+        ({"prompt": "x", "num_frames": 0}, "`num_frames` must be a positive integer"),
+        ({"prompt": "x", "guidance_scale": -1}, "`guidance_scale` must be a number >= 0"),
+        ({"prompt": ["a", "b"], "negative_prompt": ["n"]}, "`negative_prompt` must be a string or a list of 2"),
+        ({"prompt": "x", "output_type": "gif"}, "`output_type` must be"),
+    ],
+)
+def test_pipeline_check_inputs(tiny_pipe, kwargs, message):
+    with pytest.raises(ValueError) as e:
+        tiny_pipe(num_inference_steps=1, progress=False, **kwargs)
+    assert message in str(e.value)
+
+
+def test_pipeline_long_prompt_and_batch(tiny_pipe):
+    long = " ".join(["the red circle moves left then stops"] * 20)  # ~140 tokens, window 16
+    out = tiny_pipe([long, "a blue square"], negative_prompt="blurry", num_inference_steps=2, progress=False,
+                    generator=torch.Generator().manual_seed(0)).frames
+    assert out.shape[0] == 2
