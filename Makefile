@@ -33,8 +33,9 @@ test: env
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# the whole loop offline on CPU (about 15 minutes on 2 cores); resumable, writes runs/demo/summary.md
 demo: env
-	$(BIN)/t2v synth --out runs/demo/data --num-clips 24 --seed 0 --size 64 --fps 8 --seconds 4
+	$(BIN)/t2v demo --out runs/demo
 
 lint: env
 	$(BIN)/ruff check --no-cache .

@@ -157,3 +157,39 @@ def evaluate_detector(
         sc.failures = [f"seed {s}: {f}" for f in sc.failures]
         total.merge(sc)
     return total
+
+
+# ----------------------------------------------------------------------------- prompt following
+PROMPT_CATEGORIES = ("colour", "shape", "direction", "count")
+
+
+def prompt_following(spec: SceneSpec, det: Detection) -> dict[str, list[bool]]:
+    """How well a (generated) video follows the scene its prompt describes.
+
+    Objects visible at the start are matched to detected tracks (Hungarian on colour and shape
+    agreement, then start position). Per object: ``colour`` and ``shape`` of its matched track;
+    per move event of a matched object: ``direction`` — the track moves that way at some point;
+    ``count``: as many tracks as objects visible at the start. An unmatched object fails them all.
+    Returns per category a list of hits (one per judged item).
+    """
+    out: dict[str, list[bool]] = {c: [] for c in PROMPT_CATEGORIES}
+    objs = [i for i, s in enumerate(states_at(spec, 0.0)) if s.visible]
+    start = states_at(spec, 0.0)
+    tracks = [tr for tr in det.tracks if tr.first <= 1]  # present from the start
+    cost = np.zeros((len(objs), max(len(tracks), 1))) + 10.0
+    for a, i in enumerate(objs):
+        for b, tr in enumerate(tracks):
+            x, y = tr.position(tr.first) or (0.5, 0.5)
+            cost[a, b] = (2.0 * (tr.colour != start[i].colour) + 1.0 * (tr.shape != spec.objects[i].shape)
+                          + 0.5 * float(np.hypot(x - start[i].x, y - start[i].y)))
+    pairs = dict(zip(*linear_sum_assignment(cost))) if tracks and objs else {}
+    for a, i in enumerate(objs):
+        tr = tracks[pairs[a]] if a in pairs else None
+        out["colour"].append(tr is not None and tr.colour == start[i].colour)
+        out["shape"].append(tr is not None and tr.shape == spec.objects[i].shape)
+        moves = {de.direction for de in tr.events if de.kind == "move"} if tr is not None else set()
+        for e in spec.events:
+            if e.obj == i and e.kind == "move":
+                out["direction"].append(e.direction in moves)
+    out["count"].append(len(tracks) == len(objs))
+    return out

@@ -45,6 +45,7 @@ class VAEConfig:
 @dataclass
 class TextConfig:
     path: str = "minilm"  # "minilm": the packaged all-MiniLM-L6-v2; else a transformers folder
+    tokenizer: str | None = None  # tokenizer folder when it is not inside `path` (Wan: tokenizer/)
     window: int | None = None  # tokens per encoder call; None: the encoder's own limit
     max_tokens: int | None = None  # hard cap: longer prompts warn (with counts) and are cut there
     encoder_class: str = "auto"  # auto | t5 (T5EncoderModel / UMT5EncoderModel for Wan checkpoints)

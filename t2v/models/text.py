@@ -61,13 +61,14 @@ class TextEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str, window: int | None = None, max_tokens: int | None = None,
-                        encoder_class: str = "auto", dtype: torch.dtype = torch.float32) -> TextEncoder:
+                        encoder_class: str = "auto", dtype: torch.dtype = torch.float32,
+                        tokenizer: str | None = None) -> TextEncoder:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         path = resolve_text_path(path)
         if not Path(path).is_dir():
             raise FileNotFoundError(f"text encoder folder {path!r} does not exist (text.path)")
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(tokenizer or path)
         cfg = AutoConfig.from_pretrained(path)
         if encoder_class == "t5" or cfg.model_type in ("t5", "umt5", "mt5"):
             from transformers import T5EncoderModel, UMT5EncoderModel
@@ -81,7 +82,7 @@ class TextEncoder(nn.Module):
     @property
     def dim(self) -> int:
         c = self.model.config
-        return int(getattr(c, "hidden_size", None) or getattr(c, "d_model"))
+        return int(getattr(c, "hidden_size", None) or c.d_model)
 
     def token_counts(self, prompts: list[str]) -> list[int]:
         return [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
