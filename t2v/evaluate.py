@@ -57,12 +57,12 @@ def _rates(hits: dict[str, list[bool]]) -> dict[str, float]:
 def evaluate_model(model_dir: str | Path, out: str | Path, num_scenes: int = 50, caption_field: str = "dense",
                    steps: int = 20, guidance: float = 3.0, seed: int = 0, train_manifest: str | Path | None = None,
                    sheet_rows: int = 10) -> dict:
-    from t2v.generate import _training_fps, load_pipeline
+    from t2v.generate import load_pipeline, training_fps
 
     model_dir, out = Path(model_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(model_dir)
-    fps = _training_fps(model_dir)
+    fps = training_fps(model_dir)
     tc = pipe.transformer.config
     num_frames = tc.sample_frames
     duration = num_frames / fps

@@ -34,7 +34,7 @@ def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_fra
     if not prompts:
         raise ValueError("no prompts given")
     pipe = load_pipeline(model_dir)
-    fps = fps or _training_fps(Path(model_dir))
+    fps = fps or training_fps(Path(model_dir))
     out = Path(out)
     single = len(prompts) == 1 and out.suffix.lower() in (".mp4", ".gif")
     paths = []
@@ -48,7 +48,7 @@ def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_fra
     return paths
 
 
-def _training_fps(model_dir: Path) -> float:
+def training_fps(model_dir: Path) -> float:
     cfg = model_dir / "t2v_config.yaml"
     if cfg.is_file():
         import yaml

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -136,6 +135,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
         acc.init_trackers("t2v", config=_flat(cfg.to_dict()))
     n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters() if p.requires_grad)
     peak = _peak_flops(cfg)
+    p = cfg.model.patch_size
+    patch_volume = p[0] * p[1] * p[2] if cfg.model.backbone == "wan" else p[1] * p[1]  # latents per token
     t0, seen, last_log = time.time(), 0, time.time()
     loss = torch.tensor(float("nan"))
     bar = tqdm(total=cfg.train.max_steps, initial=step, desc="training", unit="step", disable=not main)
@@ -158,7 +159,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
         bar.update(1)
         if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
             dt = max(time.time() - last_log, 1e-9)
-            tokens = x0[0].numel() / max(acc.unwrap_model(model).in_channels, 1)
+            tokens = x0[0].numel() / max(acc.unwrap_model(model).in_channels, 1) / patch_volume
             logs = {"loss": acc.reduce(loss.detach(), "mean").item(), "lr": sched.get_last_lr()[0],
                     "samples_per_s": seen / dt}
             if grad_norm is not None:
@@ -282,6 +283,3 @@ def _flat(d: dict, prefix: str = "") -> dict:
             out[key] = v if isinstance(v, int | float | str | bool) else str(v)
     return out
 
-
-def steps_per_epoch(n: int, cfg: RunConfig, world: int = 1) -> int:
-    return math.ceil(n / (cfg.train.batch_size * cfg.train.grad_accum * world))

@@ -159,6 +159,13 @@ def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
     item = ds[3]
     assert item["video"].shape == (3, 4, 32, 32) and -1 <= item["video"].min() and item["video"].max() <= 1
     assert item["caption"] == ds.records[3]["captions"]["dense"]
+    # the manifest's recorded size spares a probe; probing the file gives the same frames
+    from captioner.manifest import resolve_video
+    from t2v.data.dataset import decode_clip, to_tensor
+
+    r = ds.records[3]
+    probed = decode_clip(resolve_video(tiny_manifest, r), r["start"], r["end"], 4, 4.0, 32)
+    torch.testing.assert_close(to_tensor(probed), item["video"])
     text_encoder, vae = build_text_encoder(cfg), build_vae(cfg)
     assert not cache_exists(cfg)
     build_cache(cfg, vae, text_encoder)

@@ -41,16 +41,25 @@ def clip_times(start: float, end: float, num_frames: int, fps: float) -> list[fl
     return [min(start + k / fps, last) for k in range(num_frames)]
 
 
-def decode_clip(path: Path, start: float, end: float, num_frames: int, fps: float, size: int) -> np.ndarray:
-    """uint8 (F, size, size, 3): frames at ``clip_times``, short side resized to ``size``, centre-cropped."""
-    with open_video(path) as probe_v:
-        w, h = probe_v.info.width, probe_v.info.height
+def decode_clip(path: Path, start: float, end: float, num_frames: int, fps: float, size: int,
+                source_size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 (F, size, size, 3): frames at ``clip_times``, short side resized to ``size``, centre-cropped.
+
+    ``source_size`` is the video's ``(width, height)`` when the manifest records it; otherwise the
+    file is probed first.
+    """
+    w, h = source_size if source_size else _probe_size(path)
     scale = size / min(w, h)
     rw, rh = max(size, round(w * scale)), max(size, round(h * scale))
     with open_video(path, size=(rw, rh)) as v:
         frames = v.frames_at(clip_times(start, min(end, v.info.duration), num_frames, fps))
     y0, x0 = (rh - size) // 2, (rw - size) // 2
     return frames[:, y0 : y0 + size, x0 : x0 + size]
+
+
+def _probe_size(path: Path) -> tuple[int, int]:
+    with open_video(path) as v:
+        return v.info.width, v.info.height
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -71,6 +80,7 @@ class ManifestClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         r = self.records[i]
+        known = (int(r["width"]), int(r["height"])) if r.get("width") and r.get("height") else None
         frames = decode_clip(resolve_video(self.manifest, r), float(r.get("start", 0.0)),
-                             float(r.get("end", 1e9)), self.num_frames, self.fps, self.size)
+                             float(r.get("end", 1e9)), self.num_frames, self.fps, self.size, known)
         return {"id": r["id"], "video": to_tensor(frames), "caption": r["captions"][self.caption_field]}
