@@ -30,15 +30,112 @@ def _probe(a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _filter(a: argparse.Namespace) -> int:
+    from captioner.filter import TextEmbedder, filter_manifest
+
+    embedder = TextEmbedder(a.embedder, device=a.device, batch_size=a.batch_size)
+    summary = filter_manifest(a.manifest, a.out, threshold=a.threshold, field=a.field, embedder=embedder,
+                              progress=True)
+    print(json.dumps(summary))
+    return 0
+
+
+def _import_sharegpt4video(a: argparse.Namespace) -> int:
+    from captioner.sharegpt4video import import_sharegpt4video
+
+    print(json.dumps(import_sharegpt4video(a.jsonl, a.out, video_root=a.video_root)))
+    return 0
+
+
+def _export_sharegpt4video(a: argparse.Namespace) -> int:
+    from captioner.sharegpt4video import export_sharegpt4video
+
+    print(json.dumps(export_sharegpt4video(a.manifest, a.out)))
+    return 0
+
+
+def _keyframes(a: argparse.Namespace) -> int:
+    from captioner.embed import build_embedder
+    from captioner.keyframes import extract_keyframes, save_keyframes
+
+    embedder = build_embedder(a.embedder, path=a.clip_path, device=a.device)
+    keyframes = extract_keyframes(a.video, interval=a.interval, threshold=a.threshold, embedder=embedder,
+                                  max_duration=a.max_duration, backend=a.backend)
+    print(json.dumps(save_keyframes(keyframes, a.out)))
+    return 0
+
+
+def _run(a: argparse.Namespace) -> int:
+    from captioner.config import load_captioner_config
+    from captioner.run import run_captioner, shard, tasks_from_manifest, tasks_from_videos
+
+    overrides = list(a.overrides) + ([f"run.mode={a.mode}"] if a.mode else [])
+    cfg = load_captioner_config(a.config, overrides)
+    tasks = tasks_from_videos(a.videos, a.out) if a.videos else tasks_from_manifest(a.manifest, a.out)
+    tasks = shard(tasks, a.num_shards, a.shard_id)
+    s = run_captioner(cfg, tasks, a.out, engine=a.engine, progress=not a.quiet)
+    print(f"captioner run: {s}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captioner", description="dense-t2v captioner.")
     sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("run", help="caption videos (DiffSW or fast) into a manifest; resumable, sharded")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--videos", type=Path, help="a folder of videos, or a text file listing video paths")
+    src.add_argument("--manifest", type=Path, help="a manifest whose ok records name the clips to caption")
+    s.add_argument("--out", type=Path, required=True, help="output manifest (JSONL); appended to, resumed")
+    s.add_argument("--config", type=Path, required=True, help="configs/captioner/*.yaml")
+    s.add_argument("--mode", choices=["diffsw", "fast"], default=None, help="overrides run.mode")
+    s.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: Ray Data (the ray extra)")
+    s.add_argument("--num-shards", type=int, default=1, help="split the inputs into N shards (SLURM arrays)")
+    s.add_argument("--shard-id", type=int, default=0, help="which shard this process captions (0-based)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. keyframes.interval=1")
+    s.set_defaults(func=_run)
+
     s = sub.add_parser("probe", help="print one JSON line of metadata per video (or the error)")
     s.add_argument("videos", nargs="+", type=Path)
     s.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav"])
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a decoder call may take")
     s.add_argument("--decode", action="store_true", help="also decode every frame (finds corrupt streams)")
     s.set_defaults(func=_probe)
+
+    s = sub.add_parser("filter", help="semantic filtering: keep a clip only when its caption is novel")
+    s.add_argument("manifest", type=Path)
+    s.add_argument("--out", type=Path, required=True, help="filtered manifest (replaced, not appended to)")
+    s.add_argument("--threshold", type=float, default=0.95,
+                   help="drop a clip whose max cosine similarity to the kept ones is >= this")
+    s.add_argument("--field", default="short", help="caption field to embed (captions[FIELD])")
+    s.add_argument("--embedder", default="minilm", help="'minilm' or a transformers encoder folder / hub id")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.set_defaults(func=_filter)
+
+    s = sub.add_parser("import-sharegpt4video", help="ShareGPT4Video 40K JSONL -> manifest (resumable)")
+    s.add_argument("jsonl", type=Path)
+    s.add_argument("--out", type=Path, required=True, help="manifest to append to (ids already in it are skipped)")
+    s.add_argument("--video-root", type=Path, default=None, help="folder the 40K video_path values are relative to")
+    s.set_defaults(func=_import_sharegpt4video)
+
+    s = sub.add_parser("export-sharegpt4video", help="manifest -> ShareGPT4Video 40K JSONL (ok records only)")
+    s.add_argument("manifest", type=Path)
+    s.add_argument("--out", type=Path, required=True, help="40K-style JSONL to write (replaced)")
+    s.set_defaults(func=_export_sharegpt4video)
+
+    s = sub.add_parser("keyframes", help="semantic-aware key-frames of a video -> PNGs, keyframes.json, contact sheet")
+    s.add_argument("video", type=Path)
+    s.add_argument("--out", type=Path, required=True, help="folder for the key-frame PNGs and keyframes.json")
+    s.add_argument("--interval", type=float, default=2.0, help="seconds between candidate frames")
+    s.add_argument("--threshold", type=float, default=0.93,
+                   help="keep a candidate when its cosine similarity to the last kept key-frame is below this")
+    s.add_argument("--embedder", default="pixels", choices=["pixels", "clip"])
+    s.add_argument("--clip-path", type=Path, default=None, help="CLIP vision model folder (--embedder clip)")
+    s.add_argument("--max-duration", type=float, default=None, help="only the first S seconds")
+    s.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav"])
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=_keyframes)
     return p
 
 

@@ -56,7 +56,9 @@ def _rng(spec: SceneSpec, purpose: str) -> random.Random:
 
 
 def _fmt_t(t: float) -> str:
-    return f"{t:.1f}s"
+    """``1.5s``, ``0.0s``, ``1.25s``: one decimal, two when the time needs them."""
+    s = f"{t:.2f}"
+    return f"{s[:-1] if s.endswith('0') else s}s"
 
 
 def _join(parts: list[str]) -> str:

@@ -27,10 +27,20 @@ def random_scene(
     duration: float = 4.0,
     num_objects: int | None = None,
     max_events_per_object: int = 3,
+    max_objects: int = 3,
 ) -> SceneSpec:
-    """A random, valid scene; the same ``seed`` always gives the same scene."""
+    """A random, valid scene; the same ``seed`` always gives the same scene.
+
+    ``num_objects`` fixes the object count; otherwise it is drawn from 1..``max_objects`` (weights
+    0.3/0.4/0.3 for the full world). Each object gets 1..``max_events_per_object`` events.
+    """
+    if not 1 <= max_objects <= 3:
+        raise ValueError(f"max_objects must be 1..3, got {max_objects}")
+    if max_events_per_object < 1:
+        raise ValueError(f"max_events_per_object must be >= 1, got {max_events_per_object}")
     rng = np.random.default_rng(seed)
-    n = int(num_objects or rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3]))
+    weights = np.array([0.3, 0.4, 0.3][:max_objects])
+    n = int(num_objects or rng.choice(np.arange(1, max_objects + 1), p=weights / weights.sum()))
     background = str(rng.choice(list(BACKGROUNDS)))
     colours = [str(c) for c in rng.permutation(list(COLOURS))]
     spare = colours[n:]  # colours no object starts with: used by colour changes, so colours stay unique

@@ -1,6 +1,6 @@
 """``t2v`` command line.
 
-    t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S]
+    t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S --max-objects N --max-events N]
     t2v train-vae --manifest M --out DIR [--steps N]
     t2v cache     --config YAML [key=value ...]
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
@@ -18,9 +18,10 @@ from pathlib import Path
 
 
 def _synth(a: argparse.Namespace) -> int:
-    from t2v.data.synthetic import describe_dataset, write_synth_dataset
+    from t2v.data.synthetic import World, describe_dataset, write_synth_dataset
 
-    s = write_synth_dataset(a.out, a.num_clips, seed=a.seed, size=a.size, fps=a.fps, seconds=a.seconds)
+    s = write_synth_dataset(a.out, a.num_clips, seed=a.seed, size=a.size, fps=a.fps, seconds=a.seconds,
+                            world=World(a.max_objects, a.max_events))
     print(f"wrote {s.written} clips, skipped {s.skipped} already present, {s.errors} errors -> {s.out}")
     print(describe_dataset(s.manifest, sheet_path=None if a.no_sheet else s.out / "contact_sheet.png"))
     return 1 if s.errors else 0
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=64, help="frame size in pixels (square, even, 32..256)")
     s.add_argument("--fps", type=float, default=8.0)
     s.add_argument("--seconds", type=float, default=4.0, help="clip duration")
+    s.add_argument("--max-objects", type=int, default=3, help="shapes per scene: 1..N (N <= 3)")
+    s.add_argument("--max-events", type=int, default=3, help="events per shape: 1..N")
     s.add_argument("--no-sheet", action="store_true", help="skip the contact-sheet PNG")
     s.set_defaults(func=_synth)
 

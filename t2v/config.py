@@ -8,17 +8,15 @@ names (``model.num_layers=4 train.max_steps=100``); values are parsed as YAML sc
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from captioner.strict import ConfigError, apply_overrides, from_dict
 
-class ConfigError(ValueError):
-    """A configuration value is unknown, missing or of the wrong type; the message names it."""
+__all__ = ["ConfigError", "RunConfig", "apply_overrides", "from_dict", "load_config", "validate"]
 
 
 @dataclass
@@ -131,75 +129,6 @@ class RunConfig:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_yaml())
         return path
-
-
-# ----------------------------------------------------------------------------- strict loading
-def _check(value: Any, tp: Any, name: str) -> Any:
-    """Return ``value`` converted to type ``tp`` when it is safe (int → float), else raise."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _check(value, a, name)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{name}: bad value {value!r}")
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
-        return [_check(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, name)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
-        # PyYAML follows YAML 1.1, which reads `1e-4` (no dot) as a string: accept it as a number
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
-        return value
-    tname = getattr(tp, "__name__", str(tp))
-    raise ConfigError(f"{name}: expected {tname}, got {value!r}")
-
-
-def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, strictly."""
-    where = prefix or cls.__name__
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(f'{prefix}.{k}' if prefix else k for k in unknown)}"
-                          f" (known: {', '.join(sorted(names))})")
-    kwargs = {k: _check(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in d.items()}
-    return cls(**kwargs)
-
-
-def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` strings to a nested dict (values parsed as YAML scalars)."""
-    for ov in overrides:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r}: expected key=value (e.g. train.max_steps=100)")
-        key, raw = ov.split("=", 1)
-        parts = key.strip().split(".")
-        node = d
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {ov!r}: {p} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    return d
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +23,17 @@ from captioner.video import write_gif
 from captioner.video.sheet import contact_sheet, save_png
 from synthworld import captions
 from synthworld.detect import detect_video
-from synthworld.generate import random_scene
 from synthworld.score import PROMPT_CATEGORIES, prompt_following
-from t2v.data.synthetic import scene_seed
+from t2v.data.synthetic import World, scene_seed
 
 log = logging.getLogger(__name__)
 HELDOUT_DATASET_SEED = 1_000_003  # scene seeds derived from it never meet those of small dataset seeds
 
 
-def heldout_specs(num: int, duration: float, dataset_seed: int = HELDOUT_DATASET_SEED, exclude: set[int] | None = None):
+def heldout_specs(num: int, duration: float, dataset_seed: int = HELDOUT_DATASET_SEED, exclude: set[int] | None = None,
+                  world: World | None = None):
+    """``num`` scenes of ``world`` (default: the full synthworld) whose seeds are not in ``exclude``."""
+    world = world or World()
     specs = []
     i = 0
     while len(specs) < num:
@@ -38,7 +41,7 @@ def heldout_specs(num: int, duration: float, dataset_seed: int = HELDOUT_DATASET
         i += 1
         if exclude and s in exclude:
             continue
-        specs.append(random_scene(s, duration=duration))
+        specs.append(world.scene(s, duration))
     return specs
 
 
@@ -66,12 +69,13 @@ def evaluate_model(model_dir: str | Path, out: str | Path, num_scenes: int = 50,
     tc = pipe.transformer.config
     num_frames = tc.sample_frames
     duration = num_frames / fps
-    exclude = None
-    if train_manifest:
+    exclude, world = None, None
+    if train_manifest:  # held-out scenes: the training data's world, none of its scenes
         from captioner.manifest import read_manifest
 
         exclude = {r["meta"]["scene"]["seed"] for r in read_manifest(train_manifest) if r["status"] == "ok"}
-    specs = heldout_specs(num_scenes, max(duration, 1.0), exclude=exclude)
+        world = World.of_manifest(train_manifest)
+    specs = heldout_specs(num_scenes, max(duration, 1.0), exclude=exclude, world=world)
     dets, rows, labels = [], [], []
     for k, spec in enumerate(tqdm(specs, desc="generating held-out scenes", unit="video")):
         prompt = caption_for(spec, caption_field)
@@ -92,7 +96,7 @@ def evaluate_model(model_dir: str | Path, out: str | Path, num_scenes: int = 50,
         for c, v in prompt_following(other, det).items():
             chance[c] += v
     res = {"model": str(model_dir), "scenes": n, "caption_field": caption_field, "steps": steps,
-           "guidance": guidance, "score": _rates(hits), "chance": _rates(chance),
+           "guidance": guidance, "world": asdict(world or World()), "score": _rates(hits), "chance": _rates(chance),
            "items": {c: len(v) for c, v in hits.items()},
            "objects_detected_per_video": float(np.mean([len(d.tracks) for d in dets]))}
     (out / "eval.json").write_text(json.dumps(res, indent=1))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,28 @@ class SynthSummary:
     errors: int
 
 
-def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames: int) -> dict:
+@dataclass(frozen=True)
+class World:
+    """How busy the random scenes are: at most ``max_objects`` shapes, ``max_events`` events each."""
+
+    max_objects: int = 3
+    max_events: int = 3
+
+    def scene(self, seed: int, duration: float):
+        return random_scene(seed, duration=duration, max_objects=self.max_objects,
+                            max_events_per_object=self.max_events)
+
+    @classmethod
+    def of_manifest(cls, manifest: str | Path) -> World:
+        """The world a synthworld manifest was rendered from (recorded in each record's meta)."""
+        for r in read_manifest(manifest):
+            if r["status"] == "ok":
+                return cls(**r.get("meta", {}).get("world", {}))
+        raise ValueError(f"{manifest}: no ok record to read the synthworld settings from")
+
+
+def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames: int,
+                world: World | None = None) -> dict:
     """A manifest record for a rendered scene, with the oracle's captions and the spec in meta."""
     return {
         "id": clip_id(index),
@@ -59,7 +80,8 @@ def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames:
         "error": None,
         "keyframes": captions.keyframe_captions(spec),
         "captions": {"short": captions.short_caption(spec), "dense": captions.dense_caption(spec)},
-        "meta": {"captioner": ORACLE_NAME, "prompt_version": ORACLE_VERSION, "scene": spec.to_dict()},
+        "meta": {"captioner": ORACLE_NAME, "prompt_version": ORACLE_VERSION, "scene": spec.to_dict(),
+                 "world": asdict(world or World())},
     }
 
 
@@ -71,6 +93,7 @@ def write_synth_dataset(
     fps: float = 8.0,
     seconds: float = 4.0,
     progress: bool = True,
+    world: World | None = None,
 ) -> SynthSummary:
     """Render ``num_clips`` random scenes to ``out`` (resuming if ``out`` already holds some)."""
     if num_clips < 1:
@@ -81,6 +104,7 @@ def write_synth_dataset(
         raise ValueError(f"fps must be in 1..60, got {fps}")
     if not 1 <= seconds <= 60:
         raise ValueError(f"seconds must be in 1..60, got {seconds}")
+    world = world or World()
     out = Path(out)
     manifest = out / "manifest.jsonl"
     written = skipped = errors = 0
@@ -92,10 +116,10 @@ def write_synth_dataset(
                 continue
             video = f"clips/{cid}.mp4"
             try:
-                spec = random_scene(scene_seed(seed, i), duration=seconds)
+                spec = world.scene(scene_seed(seed, i), seconds)
                 frames = render(spec, size=size, fps=fps)
                 write_mp4(out / video, frames, fps)
-                rec = clip_record(spec, i, video, size, fps, len(frames))
+                rec = clip_record(spec, i, video, size, fps, len(frames), world)
             except Exception as e:  # one bad clip must not stop the run
                 log.warning("%s failed: %s", cid, e)
                 rec = error_record(cid, video, e)

@@ -1,0 +1,110 @@
+"""The captioner's typed config (``configs/captioner/*.yaml``), loaded strictly like the t2v config."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from captioner.strict import ConfigError, apply_overrides, from_dict, load_yaml_mapping
+
+
+@dataclass
+class KeyframeConfig:
+    interval: float = 2.0  # seconds between candidate frames
+    threshold: float = 0.93  # keep a candidate when its cosine to the last kept key-frame is below this
+    embedder: str = "pixels"  # pixels | clip
+    clip_path: str | None = None  # a CLIP (vision) folder, for embedder: clip
+    max_duration: float | None = None  # caption at most this many seconds of each clip
+    device: str = "cpu"
+
+
+@dataclass
+class BackendConfig:
+    kind: str = "oracle"  # oracle | hf | openai
+    # hf: a transformers image-text-to-text folder
+    path: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    # openai: any OpenAI-compatible chat-completions server (GPT-4o, vllm serve, SGLang)
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from YAML
+    concurrency: int = 8
+    max_retries: int = 5
+    timeout: float = 60.0
+    temperature: float = 0.0
+
+
+@dataclass
+class RunSettings:
+    mode: str = "diffsw"  # diffsw | fast
+    active_clips: int = 16  # clips captioned together: step k of every active clip is one backend batch
+    prefetch: int = 2  # threads extracting key-frames ahead of the backend
+    prompts: str | None = None  # a folder of prompt files; None: captioner/prompts/
+    grid_cols: int = 4  # fast mode: key-frames per grid row
+    grid_cell: int = 224  # fast mode: cell size in pixels
+    video_backend: str = "auto"  # auto | decord | pyav
+    decode_timeout: float = 60.0  # seconds one decoder call may take
+
+
+@dataclass
+class CaptionerConfig:
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_captioner_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CaptionerConfig:
+    """Defaults ← YAML ← ``key=value`` overrides, strictly (unknown keys and wrong types name the key)."""
+    d = load_yaml_mapping(path) if path is not None else {}
+    apply_overrides(d, overrides or [])
+    cfg = from_dict(CaptionerConfig, d)
+    for name, value, options in [("backend.kind", cfg.backend.kind, ("oracle", "hf", "openai")),
+                                 ("keyframes.embedder", cfg.keyframes.embedder, ("pixels", "clip")),
+                                 ("run.mode", cfg.run.mode, ("diffsw", "fast")),
+                                 ("run.video_backend", cfg.run.video_backend, ("auto", "decord", "pyav"))]:
+        if value not in options:
+            raise ConfigError(f"{name}: {value!r} is not one of {list(options)}")
+    if cfg.backend.kind == "hf" and not cfg.backend.path:
+        raise ConfigError("backend.path: the hf backend needs a model folder (backend.path=...)")
+    if cfg.backend.kind == "openai" and not cfg.backend.model:
+        raise ConfigError("backend.model: the openai backend needs a model name (backend.model=...)")
+    if cfg.keyframes.embedder == "clip" and not cfg.keyframes.clip_path:
+        raise ConfigError("keyframes.clip_path: the clip embedder needs a CLIP folder")
+    for name, v in [("keyframes.interval", cfg.keyframes.interval), ("run.active_clips", cfg.run.active_clips),
+                    ("backend.batch_size", cfg.backend.batch_size), ("backend.concurrency", cfg.backend.concurrency)]:
+        if not v > 0:
+            raise ConfigError(f"{name}: must be > 0, got {v}")
+    if not 0 < cfg.keyframes.threshold <= 1:
+        raise ConfigError(f"keyframes.threshold: must be in (0, 1], got {cfg.keyframes.threshold}")
+    return cfg
+
+
+def build_backend(cfg: BackendConfig):
+    """The backend a config names (imports its library only when it is used)."""
+    if cfg.kind == "oracle":
+        from captioner.backends.oracle import OracleBackend
+
+        return OracleBackend()
+    if cfg.kind == "hf":
+        from captioner.backends.hf import HFBackend
+
+        return HFBackend(cfg.path, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,
+                         batch_size=cfg.batch_size)
+    from captioner.backends.openai_api import OpenAIBackend
+
+    return OpenAIBackend(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
+                         concurrency=cfg.concurrency, max_retries=cfg.max_retries, timeout=cfg.timeout,
+                         max_tokens=cfg.max_new_tokens, temperature=cfg.temperature)

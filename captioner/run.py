@@ -1,0 +1,128 @@
+"""``captioner run``: inputs → clip tasks → shard → skip what is done → caption → append records.
+
+Inputs are a folder of videos (every file with a video extension, recursively), a text file
+listing video paths (one per line; anything that does not decode becomes an error record), or a
+manifest whose ``ok`` records name clips (``video``, ``start``, ``end``; their ``meta`` is kept).
+Clip ids are stable (a video's path relative to the input folder, or the input record's id), so
+``--num-shards/--shard-id`` split the same list the same way on every SLURM array task, and a
+rerun with the same output resumes: ids already in the output are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from captioner.config import CaptionerConfig, build_backend
+from captioner.diffsw import ClipTask, DiffSWCaptioner
+from captioner.manifest import ManifestWriter, read_manifest, resolve_video
+
+log = logging.getLogger(__name__)
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif", ".flv", ".mpg", ".mpeg", ".ts", ".wmv"}
+
+
+@dataclass
+class RunSummary:
+    out: str
+    total: int  # tasks in this shard
+    ok: int
+    error: int
+    skipped: int  # already in the output (resume)
+    seconds: float
+
+    @property
+    def clips_per_s(self) -> float:
+        return (self.ok + self.error) / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.ok} ok, {self.error} error, {self.skipped} skipped (already in {self.out}) of "
+                f"{self.total} clips in {self.seconds:.1f} s ({self.clips_per_s:.2f} clips/s)")
+
+
+def _video_field(path: Path, out: Path) -> str:
+    """A video path as a record stores it: relative to the output manifest's folder when possible."""
+    try:
+        return os.path.relpath(path.resolve(), out.resolve().parent)
+    except ValueError:  # another drive (Windows)
+        return str(path.resolve())
+
+
+def tasks_from_videos(source: str | Path, out: str | Path) -> list[ClipTask]:
+    """A folder (video files, recursively) or a text file listing paths → one task per video."""
+    source, out = Path(source), Path(out)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        if not files:
+            raise ValueError(f"--videos {source}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in it")
+        ids = [p.relative_to(source).with_suffix("").as_posix() for p in files]
+    elif source.is_file():
+        lines = [ln.strip() for ln in source.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        files = [Path(ln) if Path(ln).is_absolute() else source.parent / ln for ln in lines]
+        ids = [Path(ln).with_suffix("").as_posix().lstrip("./") for ln in lines]
+    else:
+        raise ValueError(f"--videos {source}: no such folder or list file")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"--videos {source}: two inputs map to the same clip id; give unique paths")
+    return [ClipTask(i, p, _video_field(p, out)) for i, p in zip(ids, files)]
+
+
+def tasks_from_manifest(manifest: str | Path, out: str | Path) -> list[ClipTask]:
+    """The ``ok`` records of a manifest → tasks for their spans (ids and meta kept)."""
+    tasks = []
+    for rec in read_manifest(manifest):
+        if rec["status"] != "ok":
+            continue
+        p = resolve_video(manifest, rec)
+        meta = {k: v for k, v in rec.get("meta", {}).items() if k not in ("captioner", "prompt_version")}
+        tasks.append(ClipTask(rec["id"], p, _video_field(p, Path(out)), float(rec.get("start") or 0.0),
+                              rec.get("end"), meta))
+    return tasks
+
+
+def shard(tasks: list[ClipTask], num_shards: int, shard_id: int) -> list[ClipTask]:
+    """Every ``num_shards``-th task from ``shard_id`` (stable given the same input)."""
+    if num_shards < 1 or not 0 <= shard_id < num_shards:
+        raise ValueError(f"--shard-id {shard_id} must be in [0, --num-shards {num_shards})")
+    return tasks[shard_id::num_shards]
+
+
+def run_captioner(cfg: CaptionerConfig, tasks: Iterable[ClipTask], out: str | Path, backend=None,
+                  progress: bool = True, engine: str = "local") -> RunSummary:
+    """Caption ``tasks`` into the manifest ``out`` (appending; ids already there are skipped)."""
+    out = Path(out)
+    tasks = list(tasks)
+    t0 = time.time()
+    ok = err = 0
+    with ManifestWriter(out) as w:
+        todo = [t for t in tasks if t.id not in w.done_ids]
+        skipped = len(tasks) - len(todo)
+        if skipped:
+            log.info("resuming: %d of %d clips already in %s", skipped, len(tasks), out)
+        if engine == "ray":
+            from captioner.ray_engine import caption_with_ray
+
+            records = caption_with_ray(cfg, todo)
+        elif engine == "local":
+            records = DiffSWCaptioner(cfg, backend or build_backend(cfg.backend)).caption(todo)
+        else:
+            raise ValueError(f"--engine {engine!r}: use 'local' or 'ray'")
+        bar = tqdm(total=len(todo), desc=f"captioning ({cfg.run.mode})", unit="clip", disable=not progress)
+        for rec in records:
+            w.write(rec)
+            if rec["status"] == "ok":
+                ok += 1
+            else:
+                err += 1
+                log.warning("%s: %s", rec["id"], rec["error"])
+            bar.update(1)
+            bar.set_postfix(ok=ok, error=err)
+        bar.close()
+    summary = RunSummary(str(out), len(tasks), ok, err, skipped, round(time.time() - t0, 2))
+    log.info("summary: %s", asdict(summary))
+    return summary
