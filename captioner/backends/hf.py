@@ -1,0 +1,208 @@
+"""The ``hf`` backend: any ``AutoModelForImageTextToText`` + ``AutoProcessor`` with a chat template.
+
+Each request is rendered with the model's *own* chat template (``processor.apply_chat_template``;
+image parts become ``{"type": "image"}`` placeholders, the images go to the processor as PIL), then
+requests are tokenised together with LEFT padding, so every prompt ends at the same position and
+``generate`` appends the new tokens right after each one (right padding would put them after pad
+tokens and change the answers). Only the new tokens are decoded.
+
+Requests are grouped by whether they carry images (text-only prompts, e.g. the DiffSW summary, go in
+their own batches: several processors cannot mix the two), sorted by prompt length inside a group
+to waste little padding, and run ``batch_size`` at a time. When a batch raises, its requests are
+retried one at a time so one bad request fails alone (an ``Exception`` in its slot).
+
+Tested offline on a tiny random LLaVA (:mod:`captioner.backends.tiny_vlm`). Real checkpoints that
+use the same code: Qwen2.5-VL / Qwen3-VL, LLaVA(-OneVision), InternVL, SmolVLM, Gemma 3, ... Note:
+the Qwen2-VL-family processors need ``torchvision`` (their video processor imports it); install the
+torchvision build that matches your torch on the GPU machines (``pip install torchvision``). Without
+it ``AutoProcessor`` fails and this backend says so. Recommended there: ``device="cuda"``,
+``dtype="bfloat16"``, ``attn_implementation="flash_attention_2"`` (or ``"sdpa"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from captioner.backends.base import BackendError, ChatRequest
+
+logger = logging.getLogger(__name__)
+
+DTYPES: dict[str, torch.dtype | str] = {
+    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto",
+}
+
+
+class HFBackend:
+    """A local transformers vision-language model behind the :class:`VLMBackend` interface."""
+
+    name = "hf"
+
+    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", max_new_tokens: int = 256,
+                 batch_size: int = 8, do_sample: bool = False, attn_implementation: str | None = None,
+                 trust_remote_code: bool = False) -> None:
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+        # 1. Check arguments.
+        if dtype not in DTYPES:
+            raise ValueError(f"HFBackend dtype={dtype!r} is not supported: use one of {sorted(DTYPES)}")
+        device_map = _check_device(device)
+        if max_new_tokens < 1:
+            raise ValueError(f"HFBackend max_new_tokens={max_new_tokens} must be >= 1")
+        if batch_size < 1:
+            raise ValueError(f"HFBackend batch_size={batch_size} must be >= 1")
+        self.path, self.device, self.dtype = path, device, dtype
+        self.max_new_tokens, self.batch_size, self.do_sample = max_new_tokens, batch_size, do_sample
+
+        # 2. Is it a vision-language model? Decide from the config before loading any weight.
+        try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"HFBackend path={path!r}: no loadable model config there ({e})") from e
+        remote = "AutoModelForImageTextToText" in (getattr(config, "auto_map", None) or {})
+        if type(config) not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING and not (trust_remote_code and remote):
+            raise ValueError(
+                f"HFBackend path={path!r} holds a {type(config).__name__} (model_type "
+                f"{getattr(config, 'model_type', None)!r}), not a vision-language model: "
+                "AutoModelForImageTextToText cannot load it; point it at a VLM folder such as Qwen2.5-VL")
+
+        # 3. Processor: the model's chat template; left padding for generation.
+        try:
+            self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        except (ImportError, OSError, ValueError) as e:
+            hint = " (Qwen2-VL-family processors need torchvision: pip install torchvision)" \
+                if "torchvision" in str(e).lower() else ""
+            raise ValueError(f"HFBackend path={path!r}: cannot build its processor{hint}: {e}") from e
+        self.tokenizer = getattr(self.processor, "tokenizer", None)
+        if self.tokenizer is None or not hasattr(self.processor, "image_processor"):
+            raise ValueError(f"HFBackend path={path!r}: AutoProcessor gave {type(self.processor).__name__}, "
+                             "which lacks a tokenizer or an image processor; not a VLM folder")
+        if not getattr(self.processor, "chat_template", None):
+            raise ValueError(f"HFBackend path={path!r}: the processor has no chat template "
+                             "(chat_template.jinja); use an instruction-tuned checkpoint")
+        self.padding_side = "left"  # passed at every call too: some processors carry their own defaults
+        self.tokenizer.padding_side = self.padding_side
+        if self.tokenizer.pad_token is None:  # e.g. some Llama-based checkpoints; pads are masked anyway
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+        # 4. Model, in eval mode.
+        kwargs: dict[str, Any] = {"dtype": DTYPES[dtype], "device_map": device_map,
+                                  "trust_remote_code": trust_remote_code}
+        if attn_implementation is not None:
+            kwargs["attn_implementation"] = attn_implementation
+        self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).eval()
+
+    # -- the VLMBackend interface ------------------------------------------------------------------
+
+    def generate(self, requests: list[ChatRequest]) -> list[str | Exception]:
+        """One answer per request, in order; a request that fails alone gets its ``Exception``."""
+        out: list[str | Exception | None] = [None] * len(requests)
+        for idx in self._batches(requests):
+            batch = [requests[i] for i in idx]
+            try:
+                texts: list[str | Exception] = list(self._decode(self.generate_ids(batch)))
+            except Exception as e:  # a failed batch is retried request by request
+                if len(batch) == 1:
+                    texts = [_error(idx[0], batch[0], e)]
+                else:
+                    if torch.cuda.is_available():  # after an out-of-memory error, single requests may fit
+                        torch.cuda.empty_cache()
+                    logger.warning("hf batch of %d failed (%s: %s); retrying one at a time",
+                                   len(batch), type(e).__name__, e)
+                    texts = [self._generate_one(i, r) for i, r in zip(idx, batch)]
+            for i, t in zip(idx, texts):
+                out[i] = t
+        return out  # type: ignore[return-value]
+
+    # -- pieces (public so tests and benchmarks can look inside) ----------------------------------
+
+    def encode(self, requests: list[ChatRequest]) -> Any:
+        """Model inputs for a batch (``BatchFeature`` on the model's device), left-padded."""
+        prompts = [self.processor.apply_chat_template(to_hf_messages(r), add_generation_prompt=True,
+                                                      tokenize=False) for r in requests]
+        images = [[Image.fromarray(np.ascontiguousarray(im)) for im in r.images] for r in requests]
+        n_with_images = sum(bool(ims) for ims in images)
+        if 0 < n_with_images < len(requests):
+            raise ValueError("HFBackend.encode: a batch must be all text-only or all with images")
+        # Templates that write the BOS themselves must not get a second one from the tokenizer
+        # (the same rule as ProcessorMixin.apply_chat_template(tokenize=True)).
+        bos = self.tokenizer.bos_token
+        add_special = not (bos is not None and prompts[0].startswith(bos))
+        inputs = self.processor(text=prompts, images=images if n_with_images else None, padding=True,
+                                padding_side=self.padding_side, add_special_tokens=add_special,
+                                return_tensors="pt")
+        return inputs.to(self.model.device, dtype=self.model.dtype)
+
+    @torch.inference_mode()
+    def generate_ids(self, requests: list[ChatRequest], max_new_tokens: int | None = None) -> list[list[int]]:
+        """New token ids per request for one batch (no splitting, no error handling)."""
+        inputs = self.encode(requests)
+        seq = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                  do_sample=self.do_sample, pad_token_id=self.tokenizer.pad_token_id)
+        new = seq[:, inputs["input_ids"].shape[1]:]  # (B, T_new): left padding aligns every prompt's end
+        pad = self.tokenizer.pad_token_id
+        return [[t for t in row.tolist() if t != pad] for row in new]
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _decode(self, ids: list[list[int]]) -> list[str]:
+        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def _generate_one(self, i: int, request: ChatRequest) -> str | Exception:
+        try:
+            return self._decode(self.generate_ids([request]))[0]
+        except Exception as e:  # becomes this request's error record
+            return _error(i, request, e)
+
+    def _batches(self, requests: list[ChatRequest]) -> list[list[int]]:
+        """Request indices in batches: text-only and image requests apart, similar lengths together."""
+        batches = []
+        for has_images in (False, True):
+            idx = [i for i, r in enumerate(requests) if bool(r.images) == has_images]
+            idx.sort(key=lambda i: (len(requests[i].images), len(requests[i].text)))
+            batches += [idx[k:k + self.batch_size] for k in range(0, len(idx), self.batch_size)]
+        return batches
+
+
+def to_hf_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """Messages in the processor's chat format: images become ``{"type": "image"}`` placeholders."""
+    messages = []
+    for m in request.messages:
+        content = m.get("content", "")
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        parts = [{"type": "image"} if p["type"] == "image" else {"type": "text", "text": p["text"]}
+                 for p in content]
+        messages.append({"role": m["role"], "content": parts})
+    return messages
+
+
+def _check_device(device: str) -> str:
+    """The ``device_map`` for ``from_pretrained``; a ``ValueError`` naming ``device`` if unusable."""
+    if device == "auto":  # spread over the visible GPUs (needs accelerate)
+        return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"HFBackend device={device!r} is not a torch device (use cpu, cuda, cuda:N, mps "
+                         f"or auto): {e}") from e
+    if dev.type == "cuda" and (not torch.cuda.is_available()
+                               or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"HFBackend device={device!r}: CUDA device not available here "
+                         f"({torch.cuda.device_count()} visible); use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"HFBackend device={device!r}: MPS is not available here; use device='cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"HFBackend device={device!r}: use cpu, cuda, cuda:N, mps or auto")
+    return str(dev)
+
+
+def _error(i: int, request: ChatRequest, e: Exception) -> BackendError:
+    err = BackendError(f"hf request {i} (task {request.task!r}) failed: {type(e).__name__}: {e}")
+    err.__cause__ = e
+    return err
