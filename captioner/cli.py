@@ -1,4 +1,15 @@
-"""``captioner`` command line. Subcommands: ``probe`` (video metadata, and whether it decodes)."""
+"""``captioner`` command line.
+
+    captioner run        (--videos DIR|LIST | --manifest IN.jsonl) --out OUT.jsonl --config YAML
+                         [--mode diffsw|fast --engine local|ray --num-shards N --shard-id K] [key=value ...]
+    captioner keyframes  VIDEO --out DIR [--interval 2 --threshold 0.93 --embedder pixels|clip --clip-path DIR]
+    captioner filter     IN.jsonl --out OUT.jsonl [--threshold 0.95 --field short]
+    captioner import-sharegpt4video IN.jsonl --out OUT.jsonl [--video-root DIR]
+    captioner export-sharegpt4video MANIFEST --out OUT.jsonl
+    captioner recaption  --config YAML "short prompt" ...
+    captioner tiny-vlm   --out DIR      (a tiny random LLaVA folder for configs/captioner/tiny-local.yaml)
+    captioner probe      VIDEO ...      (metadata, and whether it decodes)
+"""
 
 from __future__ import annotations
 
@@ -78,6 +89,22 @@ def _run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _recaption(a: argparse.Namespace) -> int:
+    from captioner.config import build_backend, load_captioner_config
+    from captioner.modes import recaption
+
+    for text in recaption(a.prompts, build_backend(load_captioner_config(a.config).backend), duration=a.seconds):
+        print(text)
+    return 0
+
+
+def _tiny_vlm(a: argparse.Namespace) -> int:
+    from captioner.backends.tiny_vlm import build_tiny_llava
+
+    print(f"tiny LLaVA (random weights) saved to {build_tiny_llava(a.out, seed=a.seed)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captioner", description="dense-t2v captioner.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -94,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. keyframes.interval=1")
     s.set_defaults(func=_run)
+
+    s = sub.add_parser("recaption", help="short prompts -> dense captions (what t2v generate --recaption does)")
+    s.add_argument("prompts", nargs="+")
+    s.add_argument("--config", type=Path, required=True, help="configs/captioner/*.yaml (its backend is used)")
+    s.add_argument("--seconds", type=float, default=4.0, help="length of the video the caption describes")
+    s.set_defaults(func=_recaption)
+
+    s = sub.add_parser("tiny-vlm", help="save a tiny random LLaVA folder (offline tests, tiny-local config)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_tiny_vlm)
 
     s = sub.add_parser("probe", help="print one JSON line of metadata per video (or the error)")
     s.add_argument("videos", nargs="+", type=Path)

@@ -33,6 +33,7 @@ from captioner.video import open_video
 
 log = logging.getLogger(__name__)
 GRID_LABEL_HEIGHT = 14
+_OK = object()
 
 
 @dataclass
@@ -84,6 +85,24 @@ def key_frame_grid(images: list[np.ndarray], times: list[float], cols: int, cell
     return np.asarray(canvas), layout
 
 
+def extract_job(task: ClipTask, cfg: CaptionerConfig, embedder) -> _Job:
+    """Open a clip and extract its key-frames (what the prefetch threads / Ray stage 1 do)."""
+    from captioner.keyframes import extract_keyframes
+
+    kc, rc = cfg.keyframes, cfg.run
+    with open_video(task.path, backend=rc.video_backend, timeout=rc.decode_timeout) as reader:
+        info = reader.info
+        end = info.duration if task.end is None else min(task.end, info.duration)
+        if kc.max_duration is not None:
+            end = min(end, task.start + kc.max_duration)
+        if not end > task.start:
+            raise ValueError(f"span {task.start:.2f}-{end:.2f}s is empty (video lasts {info.duration:.2f}s)")
+        kfs = extract_keyframes(reader, interval=kc.interval, threshold=kc.threshold, embedder=embedder,
+                                start=task.start, end=end)
+    meta = {"fps": info.fps, "width": info.width, "height": info.height, "start": task.start, "end": end}
+    return _Job(task, meta, [k.t for k in kfs], [k.image for k in kfs])
+
+
 class DiffSWCaptioner:
     """Captions clips with one backend; :meth:`caption` yields one manifest record per clip."""
 
@@ -99,21 +118,8 @@ class DiffSWCaptioner:
         self.prompt_version = self.prompts.version(tasks)
 
     # --------------------------------------------------------------------- key-frames (prefetch threads)
-    def _extract(self, task: ClipTask) -> _Job:
-        from captioner.keyframes import extract_keyframes
-
-        kc, rc = self.cfg.keyframes, self.cfg.run
-        with open_video(task.path, backend=rc.video_backend, timeout=rc.decode_timeout) as reader:
-            info = reader.info
-            end = info.duration if task.end is None else min(task.end, info.duration)
-            if kc.max_duration is not None:
-                end = min(end, task.start + kc.max_duration)
-            if not end > task.start:
-                raise ValueError(f"span {task.start:.2f}-{end:.2f}s is empty (video lasts {info.duration:.2f}s)")
-            kfs = extract_keyframes(reader, interval=kc.interval, threshold=kc.threshold, embedder=self.embedder,
-                                    start=task.start, end=end)
-        meta = {"fps": info.fps, "width": info.width, "height": info.height, "start": task.start, "end": end}
-        return _Job(task, meta, [k.t for k in kfs], [k.image for k in kfs])
+    def extract(self, task: ClipTask) -> _Job:
+        return extract_job(task, self.cfg, self.embedder)
 
     # --------------------------------------------------------------------- the next request(s) of a job
     def _requests(self, job: _Job) -> list[ChatRequest]:
@@ -161,53 +167,68 @@ class DiffSWCaptioner:
     # --------------------------------------------------------------------- the pool
     def caption(self, tasks: Iterable[ClipTask]) -> Iterator[dict[str, Any]]:
         """Yield one record (ok or error) per task, as clips finish (not in input order)."""
-        rc = self.cfg.run
-        pending = iter(tasks)
-        ahead: deque[tuple[ClipTask, Future]] = deque()
-        active: list[_Job] = []
-        with ThreadPoolExecutor(max_workers=max(rc.prefetch, 1), thread_name_prefix="keyframes") as pool:
-            def top_up() -> None:
-                while len(ahead) < rc.active_clips + rc.prefetch:
-                    task = next(pending, None)
-                    if task is None:
-                        return
-                    ahead.append((task, pool.submit(self._extract, task)))
+        with ThreadPoolExecutor(max_workers=max(self.cfg.run.prefetch, 1), thread_name_prefix="keyframes") as pool:
+            yield from self.caption_jobs(self._prefetched(tasks, pool))
 
-            top_up()
-            while active or ahead:
-                # 1. fill the pool with clips whose key-frames are ready
-                while len(active) < rc.active_clips and ahead:
-                    task, fut = ahead.popleft()
-                    top_up()
-                    try:
-                        active.append(fut.result())
-                    except Exception as e:  # unreadable video: an error record, the run goes on
-                        yield error_record(task.id, task.video, e, meta=task.meta)
-                if not active:
-                    continue
-                # 2. one backend batch: the next step of every active clip
-                per_job = [self._requests(job) for job in active]
-                flat = [r for rs in per_job for r in rs]
-                try:
-                    answers = self.backend.generate(flat)
-                except Exception as e:  # the whole batch failed: every clip in it fails
-                    answers = [e] * len(flat)
-                # 3. hand the answers back; finished and failed clips leave the pool
-                still: list[_Job] = []
-                pos = 0
-                for job, rs in zip(active, per_job):
-                    got = answers[pos:pos + len(rs)]
-                    pos += len(rs)
-                    bad = next((a for a in got if isinstance(a, Exception) or not str(a).strip()), None)
-                    if bad is not None or any(a is None for a in got):
-                        reason = bad if isinstance(bad, Exception) else "the backend returned an empty answer"
-                        yield error_record(job.task.id, job.task.video, _step_error(rs[0].task, reason),
-                                           meta=job.task.meta)
-                    elif self._apply(job, [str(a).strip() for a in got]):
-                        yield self._record(job)
-                    else:
-                        still.append(job)
-                active = still
+    def _prefetched(self, tasks: Iterable[ClipTask], pool: ThreadPoolExecutor) -> Iterator[_Job | tuple[ClipTask, Exception]]:
+        """Jobs in input order, key-frames extracted ``active_clips + prefetch`` clips ahead."""
+        ahead: deque[tuple[ClipTask, Future]] = deque()
+        pending = iter(tasks)
+        while True:
+            while len(ahead) < self.cfg.run.active_clips + self.cfg.run.prefetch:
+                task = next(pending, None)
+                if task is None:
+                    break
+                ahead.append((task, pool.submit(self.extract, task)))
+            if not ahead:
+                return
+            task, fut = ahead.popleft()
+            try:
+                yield fut.result()
+            except Exception as e:  # unreadable video: becomes an error record
+                yield task, e
+
+    def caption_jobs(self, jobs: Iterable[_Job | tuple[ClipTask, Exception]]) -> Iterator[dict[str, Any]]:
+        """Caption clips whose key-frames are extracted; ``(task, exception)`` items become error records."""
+        jobs = iter(jobs)
+        active: list[_Job] = []
+        exhausted = False
+        while active or not exhausted:
+            # 1. fill the pool
+            while len(active) < self.cfg.run.active_clips and not exhausted:
+                item = next(jobs, None)
+                if item is None:
+                    exhausted = True
+                elif isinstance(item, tuple):
+                    task, e = item
+                    yield error_record(task.id, task.video, e, meta=task.meta)
+                else:
+                    active.append(item)
+            if not active:
+                continue
+            # 2. one backend batch: the next step of every active clip
+            per_job = [self._requests(job) for job in active]
+            flat = [r for rs in per_job for r in rs]
+            try:
+                answers = self.backend.generate(flat)
+            except Exception as e:  # the whole batch failed: every clip in it fails
+                answers = [e] * len(flat)
+            # 3. hand the answers back; finished and failed clips leave the pool
+            still: list[_Job] = []
+            pos = 0
+            for job, rs in zip(active, per_job):
+                got = answers[pos:pos + len(rs)]
+                pos += len(rs)
+                bad = next((a for a in got if isinstance(a, Exception) or a is None or not str(a).strip()), _OK)
+                if bad is not _OK:
+                    reason = bad if isinstance(bad, Exception) else "the backend returned an empty answer"
+                    yield error_record(job.task.id, job.task.video, _step_error(rs[0].task, reason),
+                                       meta=job.task.meta)
+                elif self._apply(job, [str(a).strip() for a in got]):
+                    yield self._record(job)
+                else:
+                    still.append(job)
+            active = still
 
 
 def _step_error(task: str, reason: Exception | str) -> str:

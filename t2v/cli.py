@@ -4,7 +4,8 @@
     t2v train-vae --manifest M --out DIR [--steps N]
     t2v cache     --config YAML [key=value ...]
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
-    t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S]
+    t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S
+                  --recaption configs/captioner/oracle.yaml]
     t2v eval      --model DIR --out DIR [--num-scenes 50 --caption-field dense]
     t2v demo      [--out runs/demo]   (what `make demo` runs)
 """
@@ -62,6 +63,16 @@ def _generate(a: argparse.Namespace) -> int:
     from t2v.generate import generate
 
     prompts = [a.prompt] if a.prompt else [ln.strip() for ln in Path(a.prompts).read_text().splitlines() if ln.strip()]
+    if a.recaption:  # short prompt -> the dense caption style the model was trained on
+        from captioner.config import build_backend, load_captioner_config
+        from captioner.modes import recaption
+        from t2v.generate import load_pipeline, training_fps
+
+        pipe = load_pipeline(a.model)
+        seconds = (a.frames or pipe.transformer.config.sample_frames) / training_fps(a.model)
+        prompts = recaption(prompts, build_backend(load_captioner_config(a.recaption).backend), duration=seconds)
+        for p in prompts:
+            print(f"recaptioned: {p}")
     paths = generate(a.model, prompts, a.out, num_frames=a.frames, steps=a.steps, guidance=a.guidance, seed=a.seed,
                      negative_prompt=a.negative_prompt, fps=a.fps)
     for p in paths:
@@ -135,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--negative-prompt", default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fps", type=float, default=None, help="playback fps (default: the training fps)")
+    s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER_YAML",
+                   help="first expand each prompt into a dense caption with this captioner config's backend")
     s.set_defaults(func=_generate)
 
     s = sub.add_parser("eval", help="score prompt following on held-out synthworld scenes (with chance level)")

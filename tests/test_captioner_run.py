@@ -211,3 +211,26 @@ def test_cli_run_writes_a_manifest_and_prints_the_summary(synth, tmp_path):
     recs = read_manifest(out)
     assert len(recs) == 6 and all(r["status"] == "ok" for r in recs)
     assert json.loads(out.read_text().splitlines()[0])["meta"]["mode"] == "diffsw"
+
+
+def test_every_shipped_captioner_config_loads():
+    configs = sorted(ORACLE.parent.glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"oracle", "tiny-local", "qwen2.5-vl-7b", "openai"}
+    kinds = {p.stem: load_captioner_config(p).backend.kind for p in configs}
+    assert kinds["openai"] == "openai" and kinds["qwen2.5-vl-7b"] == "hf" and kinds["oracle"] == "oracle"
+
+
+def test_tiny_local_vlm_captions_through_the_runner(synth, tmp_path):
+    """The hf backend behind `captioner run`: a tiny random LLaVA built by `captioner tiny-vlm`."""
+    from captioner.cli import main
+
+    vlm = tmp_path / "vlm"
+    assert main(["tiny-vlm", "--out", str(vlm)]) == 0
+    out = tmp_path / "hf.jsonl"
+    cfg = load_captioner_config(ORACLE.parent / "tiny-local.yaml", [f"backend.path={vlm}", "backend.max_new_tokens=6",
+                                                                     "keyframes.interval=2.0"])
+    s = run_captioner(cfg, tasks_from_manifest(synth, out)[:3], out, progress=False)
+    assert (s.ok, s.error) == (3, 0)
+    for r in read_manifest(out):
+        assert r["captions"]["dense"] and r["captions"]["short"] and len(r["keyframes"]) >= 2
+        assert all(k["caption"] for k in r["keyframes"])

@@ -118,3 +118,14 @@ def test_generate_cli(trained, tmp_path):
     bad = subprocess.run([str(BIN / "t2v"), "generate", "--model", str(tmp_path), "--prompt", "x", "--out",
                           str(tmp_path / "x.mp4")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "not a pipeline folder" in bad.stderr
+
+
+def test_generate_recaption_expands_a_short_prompt(trained, tmp_path):
+    out, _, _ = trained
+    r = run([str(BIN / "t2v"), "generate", "--model", str(out / "run" / "pipeline"), "--prompt",
+             "a big red circle and a small blue square moving on a white background", "--recaption",
+             str(ROOT / "configs" / "captioner" / "oracle.yaml"), "--out", str(tmp_path / "r.gif"), "--steps", "2"])
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("recaptioned: "))
+    dense = line.removeprefix("recaptioned: ")
+    assert "red circle" in dense and "blue square" in dense and " at " in dense.lower() and len(dense) > 150
+    assert (tmp_path / "r.gif").is_file()
