@@ -7,6 +7,7 @@
     captioner import-sharegpt4video IN.jsonl --out OUT.jsonl [--video-root DIR]
     captioner export-sharegpt4video MANIFEST --out OUT.jsonl
     captioner recaption  --config YAML "short prompt" ...
+    captioner clip-summary MANIFEST --id ID --start S --end S --config YAML
     captioner tiny-vlm   --out DIR      (a tiny random LLaVA folder for configs/captioner/tiny-local.yaml)
     captioner probe      VIDEO ...      (metadata, and whether it decodes)
 """
@@ -105,6 +106,19 @@ def _tiny_vlm(a: argparse.Namespace) -> int:
     return 0
 
 
+def _clip_summary(a: argparse.Namespace) -> int:
+    from captioner.config import build_backend, load_captioner_config
+    from captioner.manifest import read_manifest
+    from captioner.modes import clip_summary
+
+    rec = next((r for r in read_manifest(a.manifest) if r["id"] == a.id), None)
+    if rec is None:
+        print(f"captioner clip-summary: no record with id {a.id!r} in {a.manifest}", file=sys.stderr)
+        return 2
+    print(clip_summary(rec, a.start, a.end, build_backend(load_captioner_config(a.config).backend)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captioner", description="dense-t2v captioner.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_tiny_vlm)
+
+    s = sub.add_parser("clip-summary", help="dense caption of a sub-span of a captioned clip (no decoding)")
+    s.add_argument("manifest", type=Path)
+    s.add_argument("--id", required=True, help="the clip's id in the manifest")
+    s.add_argument("--start", type=float, required=True, help="seconds from the clip's start")
+    s.add_argument("--end", type=float, required=True)
+    s.add_argument("--config", type=Path, required=True, help="configs/captioner/*.yaml (its backend is used)")
+    s.set_defaults(func=_clip_summary)
 
     s = sub.add_parser("probe", help="print one JSON line of metadata per video (or the error)")
     s.add_argument("videos", nargs="+", type=Path)

@@ -175,7 +175,7 @@ def test_fast_mode_one_grid_call_per_clip(synth, tmp_path):
     assert total and named / total >= 0.8  # the grid cells are read back from one image
 
 
-def test_clip_summary_and_recaption(synth, tmp_path):
+def test_clip_summary_and_recaption(synth, tmp_path, capsys):
     out = tmp_path / "c.jsonl"
     run_captioner(load_captioner_config(ORACLE), tasks_from_manifest(synth, out)[:8], out, progress=False)
     rec = next(r for r in read_manifest(out) if any(e["t"] >= 1.5 for e in r["meta"]["scene"]["events"]))
@@ -188,6 +188,10 @@ def test_clip_summary_and_recaption(synth, tmp_path):
     assert all(0 <= t <= 3.0 for t in times) and any(abs(t - (late[0].t - 1.0)) <= 0.25 for t in times), text
     with pytest.raises(ValueError, match="start < end"):
         clip_summary(rec, 2.0, 1.0, OracleBackend())
+    from captioner.cli import main
+
+    assert main(["clip-summary", str(out), "--id", rec["id"], "--start", "1", "--end", "4", "--config", str(ORACLE)]) == 0
+    assert capsys.readouterr().out.strip() == text
     dense = recaption(["a big red circle and a small blue square moving on a white background"], OracleBackend())[0]
     assert "red circle" in dense and "blue square" in dense and "white" in dense and len(dense) > 120
     assert timed_sentences(dense), dense
