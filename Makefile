@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: env test demo lint clean
+.PHONY: env test demo lint report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ demo: env
 
 lint: env
 	$(BIN)/ruff check --no-cache .
+
+# headless-Chromium screenshot of a `t2v compare` report (installs Debian's chromium on first use):
+#   make report-screenshot REPORT=runs/experiment/report   ->  $(REPORT)/screenshot.png
+report-screenshot:
+	@test -n "$(REPORT)" || { echo "usage: make report-screenshot REPORT=path/to/report" >&2; exit 2; }
+	scripts/screenshot_report.sh "$(REPORT)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

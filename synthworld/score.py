@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from synthworld.detect import DetectedEvent, Detection
+from synthworld.detect import DetectedEvent, Detection, Track
 from synthworld.render import frame_times
 from synthworld.simulate import states_at
 from synthworld.spec import Event, SceneSpec
@@ -164,6 +164,39 @@ def evaluate_detector(
 PROMPT_CATEGORIES = ("colour", "shape", "direction", "count")
 
 
+def _match_start(spec: SceneSpec, det: Detection) -> tuple[list[tuple[int, Track | None]], list[Track]]:
+    """Pair the objects visible at t = 0 with the tracks present from the start (first frame ≤ 1).
+
+    Hungarian assignment on colour and shape agreement (a colour mismatch costs 2, a shape mismatch
+    1), then start position. Returns ``[(object index, its track or None)]`` and the start tracks.
+    """
+    start = states_at(spec, 0.0)
+    objs = [i for i, s in enumerate(start) if s.visible]
+    tracks = [tr for tr in det.tracks if tr.first <= 1]  # present from the start
+    cost = np.zeros((len(objs), max(len(tracks), 1))) + 10.0
+    for a, i in enumerate(objs):
+        for b, tr in enumerate(tracks):
+            x, y = tr.position(tr.first) or (0.5, 0.5)
+            cost[a, b] = (2.0 * (tr.colour != start[i].colour) + 1.0 * (tr.shape != spec.objects[i].shape)
+                          + 0.5 * float(np.hypot(x - start[i].x, y - start[i].y)))
+    pairs = dict(zip(*linear_sum_assignment(cost))) if tracks and objs else {}
+    return [(i, tracks[pairs[a]] if a in pairs else None) for a, i in enumerate(objs)], tracks
+
+
+def _start_hits(spec: SceneSpec, matches: list[tuple[int, Track | None]], n_tracks: int,
+                out: dict[str, list[bool]]) -> None:
+    """Append the ``colour``, ``shape``, ``direction`` and ``count`` hits of :func:`prompt_following` to ``out``."""
+    start = states_at(spec, 0.0)
+    for i, tr in matches:
+        out["colour"].append(tr is not None and tr.colour == start[i].colour)
+        out["shape"].append(tr is not None and tr.shape == spec.objects[i].shape)
+        moves = {de.direction for de in tr.events if de.kind == "move"} if tr is not None else set()
+        for e in spec.events:
+            if e.obj == i and e.kind == "move":
+                out["direction"].append(e.direction in moves)
+    out["count"].append(n_tracks == len(matches))
+
+
 def prompt_following(spec: SceneSpec, det: Detection) -> dict[str, list[bool]]:
     """How well a (generated) video follows the scene its prompt describes.
 
@@ -174,25 +207,8 @@ def prompt_following(spec: SceneSpec, det: Detection) -> dict[str, list[bool]]:
     Returns per category a list of hits (one per judged item).
     """
     out: dict[str, list[bool]] = {c: [] for c in PROMPT_CATEGORIES}
-    objs = [i for i, s in enumerate(states_at(spec, 0.0)) if s.visible]
-    start = states_at(spec, 0.0)
-    tracks = [tr for tr in det.tracks if tr.first <= 1]  # present from the start
-    cost = np.zeros((len(objs), max(len(tracks), 1))) + 10.0
-    for a, i in enumerate(objs):
-        for b, tr in enumerate(tracks):
-            x, y = tr.position(tr.first) or (0.5, 0.5)
-            cost[a, b] = (2.0 * (tr.colour != start[i].colour) + 1.0 * (tr.shape != spec.objects[i].shape)
-                          + 0.5 * float(np.hypot(x - start[i].x, y - start[i].y)))
-    pairs = dict(zip(*linear_sum_assignment(cost))) if tracks and objs else {}
-    for a, i in enumerate(objs):
-        tr = tracks[pairs[a]] if a in pairs else None
-        out["colour"].append(tr is not None and tr.colour == start[i].colour)
-        out["shape"].append(tr is not None and tr.shape == spec.objects[i].shape)
-        moves = {de.direction for de in tr.events if de.kind == "move"} if tr is not None else set()
-        for e in spec.events:
-            if e.obj == i and e.kind == "move":
-                out["direction"].append(e.direction in moves)
-    out["count"].append(len(tracks) == len(objs))
+    matches, tracks = _match_start(spec, det)
+    _start_hits(spec, matches, len(tracks), out)
     return out
 
 
@@ -238,4 +254,73 @@ def caption_names_events(spec: SceneSpec, dense: str, tol: float) -> list[tuple[
         ok = any(abs(t - e.t) <= tol + 1e-6 and all(re.search(w, c) for w in need)
                  for t, s in sentences for c in re.split(r",? and (?=the |a )|; ", s))
         out.append((e, ok))
+    return out
+
+
+# ----------------------------------------------------------------------------- scene following
+SCENE_CATEGORIES = ("colour", "shape", "binding", "direction", "events", "count")
+
+
+def scene_following(spec: SceneSpec, det: Detection, tol_frames: float = 1.0) -> dict[str, list[bool]]:
+    """Prompt following by category, including *when* things happen (for dense, timed prompts).
+
+    Objects visible at t = 0 are matched to the tracks present from the start exactly as in
+    :func:`prompt_following`, and ``colour``, ``shape``, ``direction`` and ``count`` are its items.
+    Added:
+
+    - ``binding`` — the right colour on the right shape: per object, its matched track has both.
+      Judged only when ≥ 2 objects are visible at the start (a lone object cannot mix attributes
+      up; it has no items then). The matching weighs colour above shape, so for "a red circle and
+      a blue square" a video of a red square and a blue circle is matched colour to colour: it
+      hits ``colour`` for both objects, misses ``shape`` and ``binding`` for both. Per object,
+      binding is thus colour ∧ shape of the matched track — by design: it counts the objects that
+      are entirely right.
+    - ``events`` — the right change at the right second: per true event, a detected event of the
+      same kind (same direction for a move or turn, same new colour for a colour change) on the
+      object's track, within ``tol_frames`` frames of the true time; each detected event answers
+      at most one true event. An ``appear`` hits when some unclaimed track starts within the
+      tolerance with the object's colour and shape; that track is then the object's track for its
+      later events (so an object that never appears fails them too). Moves at t = 0 are not
+      events — the motion is there from the first frame, there is no change to time — they are
+      judged as ``direction`` items only.
+
+    Returns per category a list of hits (one per judged item).
+    """
+    out: dict[str, list[bool]] = {c: [] for c in SCENE_CATEGORIES}
+    # 1. objects present from the start: the four categories of prompt_following
+    matches, tracks = _match_start(spec, det)
+    _start_hits(spec, matches, len(tracks), out)
+    # 2. binding: colour and shape together on the matched track
+    if len(matches) >= 2:
+        start = states_at(spec, 0.0)
+        out["binding"] = [tr is not None and tr.colour == start[i].colour and tr.shape == spec.objects[i].shape
+                          for i, tr in matches]
+    # 3. events, in time order; an object's track changes when it (re)appears
+    tol = tol_frames / det.fps + 1e-6
+    track_of: dict[int, Track | None] = dict(matches)
+    claimed = {id(tr) for tr in track_of.values() if tr is not None}
+    used: set[tuple[int, int]] = set()  # (id(track), index of the detected event)
+    for o, te in true_events(spec):
+        if te.kind == "move" and te.t == 0:
+            continue
+        if te.kind == "appear":
+            st = states_at(spec, te.t)[o]
+            cands = [tr for tr in det.tracks if id(tr) not in claimed and abs(tr.first / det.fps - te.t) <= tol
+                     and tr.colour == st.colour and tr.shape == spec.objects[o].shape]
+            tr = min(cands, key=lambda tr: np.hypot(*np.subtract(tr.position(tr.first), (st.x, st.y))), default=None)
+            track_of[o] = tr
+            if tr is not None:
+                claimed.add(id(tr))
+            out["events"].append(tr is not None)
+            continue
+        tr = track_of.get(o)
+        cands = [] if tr is None else [
+            (abs(de.t - te.t), j) for j, de in enumerate(tr.events)
+            if (id(tr), j) not in used and abs(de.t - te.t) <= tol and de.kind == te.kind
+            and (te.kind != "move" or de.direction == te.direction)
+            and (te.kind != "colour" or de.colour == te.colour)
+        ]
+        if cands:
+            used.add((id(tr), min(cands)[1]))
+        out["events"].append(bool(cands))
     return out
