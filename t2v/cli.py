@@ -7,6 +7,8 @@
     t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S
                   --recaption configs/captioner/oracle.yaml]
     t2v eval      --model DIR --out DIR [--num-scenes 50 --caption-field dense]
+    t2v prompts   --out P.jsonl [--num 100 --train-manifest M --field dense]
+    t2v compare   --models DIR DIR ... --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR]
     t2v demo      [--out runs/demo]   (what `make demo` runs)
 """
 
@@ -97,6 +99,31 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(a: argparse.Namespace) -> int:
+    from t2v.compare.run import compare_models
+
+    rep = compare_models(a.models, a.prompts, a.out, names=a.names, steps=a.steps, guidance=a.guidance, seed=a.seed,
+                         clip=a.clip, gallery=a.gallery, command="t2v " + " ".join(sys.argv[1:]))
+    for cat in rep["categories"]:
+        row = "  ".join(f"{n} {_fmt_stat(rep['metrics'][n].get(cat['key']))}" for n in rep["metrics"])
+        print(f"{cat['label']:<48} {row}")
+    print(f"wrote {a.out}/report.html, report.md, report.json")
+    return 0
+
+
+def _fmt_stat(s: dict | None) -> str:
+    if not s or s.get("mean") is None:
+        return "–"
+    return f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
+
+
+def _prompts(a: argparse.Namespace) -> int:
+    from t2v.compare.run import write_heldout_prompts
+
+    print(f"wrote {write_heldout_prompts(a.out, a.num, a.seconds, a.field, a.train_manifest)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2v", description="dense-t2v: caption-conditioned text-to-video.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -133,6 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
         s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
         s.set_defaults(func=fn)
+
+    s = sub.add_parser("compare", help="same prompts and seeds through several models; per-category report")
+    s.add_argument("--models", nargs="+", required=True, help="pipeline folders")
+    s.add_argument("--names", nargs="+", default=None, help="display names (default: the run folder names)")
+    s.add_argument("--prompts", type=Path, required=True, help=".jsonl with prompt (+ synthworld scene) or .txt")
+    s.add_argument("--out", type=Path, required=True, help="report folder")
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--guidance", type=float, default=5.0)
+    s.add_argument("--seed", type=int, default=0, help="prompt k uses seed + k for every model")
+    s.add_argument("--clip", default=None, help="a CLIP model folder: adds CLIP score and Fréchet distance")
+    s.add_argument("--gallery", type=int, default=12, help="prompts shown side by side in the report")
+    s.set_defaults(func=_compare)
+
+    s = sub.add_parser("prompts", help="write held-out synthworld prompts (with their scenes) as JSONL")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--num", type=int, default=100)
+    s.add_argument("--field", default="dense", choices=["short", "dense"])
+    s.add_argument("--seconds", type=float, default=4.0)
+    s.add_argument("--train-manifest", type=Path, default=None, help="its scenes are excluded; its world is used")
+    s.set_defaults(func=_prompts)
 
     s = sub.add_parser("generate", help="generate videos from prompts with a trained pipeline folder")
     s.add_argument("--model", type=Path, required=True, help="a TextToVideoPipeline folder")

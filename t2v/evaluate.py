@@ -111,18 +111,24 @@ def evaluate_model(model_dir: str | Path, out: str | Path, num_scenes: int = 50,
 def _ceiling(pipe, specs, fps: float, size: int) -> dict[str, float]:
     """The best a model can score here: the true scenes, rendered at the model's size and fps and
     round-tripped through its own VAE, read by the same detector."""
-    from synthworld.render import render
-
-    vae = pipe.video_vae
     hits = {c: [] for c in PROMPT_CATEGORIES}
     for spec in specs:
-        frames = render(spec, size=size, fps=fps)  # (F, H, W, 3) uint8
-        x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, F, H, W)
-        y = vae.decode(vae.encode(x.to(pipe.vae.dtype))).float().clamp(-1, 1)
-        back = ((y[0].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy()  # (F, H, W, 3)
+        back = true_video(pipe, spec, fps, size)
         for c, v in prompt_following(spec, detect_video(back, fps)).items():
             hits[c] += v
     return _rates(hits)
+
+
+@torch.inference_mode()
+def true_video(pipe, spec, fps: float, size: int) -> np.ndarray:
+    """A scene rendered at ``size``/``fps`` and round-tripped through the pipeline's VAE: (F, H, W, 3) uint8."""
+    from synthworld.render import render
+
+    vae = pipe.video_vae
+    frames = render(spec, size=size, fps=fps)  # (F, H, W, 3) uint8
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, F, H, W)
+    y = vae.decode(vae.encode(x.to(pipe.vae.dtype))).float().clamp(-1, 1)
+    return ((y[0].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy()  # (F, H, W, 3)
 
 
 def format_table(res: dict) -> str:

@@ -48,8 +48,8 @@ def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_fra
     return paths
 
 
-def training_fps(model_dir: Path) -> float:
-    cfg = model_dir / "t2v_config.yaml"
+def training_fps(model_dir: str | Path) -> float:
+    cfg = Path(model_dir) / "t2v_config.yaml"
     if cfg.is_file():
         import yaml
 

@@ -129,3 +129,24 @@ def test_generate_recaption_expands_a_short_prompt(trained, tmp_path):
     dense = line.removeprefix("recaptioned: ")
     assert "red circle" in dense and "blue square" in dense and " at " in dense.lower() and len(dense) > 150
     assert (tmp_path / "r.gif").is_file()
+
+
+def test_compare_same_prompts_and_seeds_for_every_model(trained, tiny_manifest, tmp_path):
+    """The same pipeline under two names: identical videos per prompt, so every paired difference is 0."""
+    out, _, _ = trained
+    model = str(out / "run" / "pipeline")
+    prompts = tmp_path / "p.jsonl"
+    run([str(BIN / "t2v"), "prompts", "--out", str(prompts), "--num", "3", "--seconds", "2",
+         "--train-manifest", str(tiny_manifest)])
+    r = run([str(BIN / "t2v"), "compare", "--models", model, model, "--names", "a", "b", "--prompts", str(prompts),
+             "--out", str(tmp_path / "cmp"), "--steps", "2", "--gallery", "2"])
+    rep = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert "report.html" in r.stdout and (tmp_path / "cmp" / "report.html").is_file()
+    assert [c["key"] for c in rep["categories"]][:6] == ["colour", "shape", "binding", "direction", "events", "count"]
+    assert rep["metrics"]["a"] == rep["metrics"]["b"] and rep["metrics"]["a"]["colour"]["n"] == 3
+    assert rep["differences"] and all(d["mean"] == 0 and d["lo"] == 0 and d["hi"] == 0 for d in rep["differences"])
+    assert rep["reference"]["ceiling"]["colour"]["mean"] is not None
+    gifs = sorted(p.name for p in (tmp_path / "cmp" / "gallery").glob("*.gif"))
+    assert gifs == ["000-a.gif", "000-b.gif", "001-a.gif", "001-b.gif"]
+    assert (tmp_path / "cmp" / "gallery" / "000-a.gif").read_bytes() == (tmp_path / "cmp" / "gallery" /
+                                                                       "000-b.gif").read_bytes()
