@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: env test demo lint report-screenshot clean
+.PHONY: env test demo experiment lint report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: env
 # the whole loop offline on CPU (about 15 minutes on 2 cores); resumable, writes runs/demo/summary.md
 demo: env
 	$(BIN)/t2v demo --out runs/demo
+
+# short vs dense captions, the paper's experiment in miniature (about 55 minutes on 2 cores):
+# captioner (oracle) → two trainings → t2v compare → runs/experiment/report/report.html
+experiment: env
+	$(BIN)/t2v experiment --out runs/experiment
 
 lint: env
 	$(BIN)/ruff check --no-cache .

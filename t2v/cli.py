@@ -9,6 +9,7 @@
     t2v eval      --model DIR --out DIR [--num-scenes 50 --caption-field dense]
     t2v prompts   --out P.jsonl [--num 100 --train-manifest M --field dense]
     t2v compare   --models DIR DIR ... --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR]
+    t2v experiment [--out runs/experiment --minutes 20]   (what `make experiment` runs)
     t2v demo      [--out runs/demo]   (what `make demo` runs)
 """
 
@@ -124,6 +125,16 @@ def _prompts(a: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(a: argparse.Namespace) -> int:
+    from t2v.experiment import run_experiment
+
+    report = run_experiment(a.out, a.config, num_clips=a.clips, minutes=a.minutes, num_prompts=a.prompts,
+                            vae_steps=a.vae_steps, overrides=a.overrides)
+    print((report / "report.md").read_text())
+    print(f"report: {report / 'report.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2v", description="dense-t2v: caption-conditioned text-to-video.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -207,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--train-manifest", type=Path, default=None, help="exclude this manifest's scenes")
     s.set_defaults(func=_eval)
+
+    s = sub.add_parser("experiment", help="short vs dense captions: captioner → two trainings → compare → report")
+    s.add_argument("--out", type=Path, default=Path("runs/experiment"))
+    s.add_argument("--config", type=Path, default=Path("configs/t2v/tiny.yaml"))
+    s.add_argument("--clips", type=int, default=1000)
+    s.add_argument("--minutes", type=float, default=20.0, help="training budget of each of the two models")
+    s.add_argument("--prompts", type=int, default=100, help="held-out dense prompts to compare on")
+    s.add_argument("--vae-steps", type=int, default=1000)
+    s.add_argument("overrides", nargs="*", help="key=value overrides of the training config (both models)")
+    s.set_defaults(func=_experiment)
 
     s = sub.add_parser("demo", help="the whole loop offline on CPU: data → VAE → cache → train → generate → eval")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))

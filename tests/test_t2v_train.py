@@ -150,3 +150,20 @@ def test_compare_same_prompts_and_seeds_for_every_model(trained, tiny_manifest, 
     assert gifs == ["000-a.gif", "000-b.gif", "001-a.gif", "001-b.gif"]
     assert (tmp_path / "cmp" / "gallery" / "000-a.gif").read_bytes() == (tmp_path / "cmp" / "gallery" /
                                                                        "000-b.gif").read_bytes()
+
+
+def test_experiment_runs_end_to_end_at_toy_scale(tmp_path):
+    """`make experiment` wiring: captioner (oracle) → short and dense trainings → compare → report."""
+    out = tmp_path / "exp"
+    r = run([str(BIN / "t2v"), "experiment", "--out", str(out), "--clips", "6", "--prompts", "2", "--vae-steps", "3",
+             "--config", TINY, "train.max_steps=2", "train.batch_size=2", "data.size=32", "data.num_frames=4",
+             "model.num_layers=1", "train.checkpoint_every=100"])
+    captions = [json.loads(line) for line in (out / "data" / "captions.jsonl").read_text().splitlines()]
+    assert len(captions) == 6 and all(c["meta"]["captioner"] == "oracle" for c in captions)
+    for field in ("short", "dense"):
+        cfg = (out / field / "pipeline" / "t2v_config.yaml").read_text()
+        assert f"caption_field: {field}" in cfg
+    rep = json.loads((out / "report" / "report.json").read_text())
+    assert [m["name"] for m in rep["models"]] == ["short", "dense"]
+    assert [m["caption_field"] for m in rep["models"]] == ["short", "dense"]
+    assert (out / "report" / "report.html").is_file() and "report.html" in r.stdout

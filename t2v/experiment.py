@@ -1,0 +1,90 @@
+"""``t2v experiment`` (``make experiment``): the paper's short-vs-dense experiment in miniature, offline.
+
+    synthworld clips → ``captioner run`` (oracle backend, DiffSW: captions from the pixels)
+    → one VAE → two trainings, identical but for ``data.caption_field`` (short | dense)
+    → ``t2v compare`` on held-out dense prompts → report.html / report.md / report.json
+
+Each step is skipped when its output exists, so an interrupted experiment resumes (a killed
+training resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+ORACLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "captioner" / "oracle.yaml"
+
+
+def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "configs/t2v/tiny.yaml",
+                   num_clips: int = 1000, minutes: float = 20.0, num_prompts: int = 100, vae_steps: int = 1000,
+                   overrides: list[str] | None = None) -> Path:
+    from captioner.config import load_captioner_config
+    from captioner.run import run_captioner, tasks_from_manifest
+    from t2v.compare.run import compare_models, write_heldout_prompts
+    from t2v.config import load_config
+    from t2v.data.cache import build_cache
+    from t2v.data.synthetic import write_synth_dataset
+    from t2v.models.build import build_text_encoder, build_vae
+    from t2v.train import latest_checkpoint, train
+    from t2v.vae_train import train_vae
+
+    out = Path(out)
+    times: dict[str, float] = {}
+    t0 = time.time()
+    captions = out / "data" / "captions.jsonl"
+
+    def cfg_for(field: str):
+        return load_config(config, [f"data.manifest={captions}", f"data.caption_field={field}",
+                                    f"vae.path={out / 'vae'}", f"train.output_dir={out / field}",
+                                    f"train.max_minutes={minutes}", *(overrides or [])])
+
+    def stamp(name: str, since: float) -> None:
+        times[name] = round(time.time() - since, 1)
+        log.info("experiment: %s done in %.0f s", name, times[name])
+
+    base = cfg_for("dense")
+    seconds = base.data.num_frames / base.data.fps
+    # 1. clips, then captions written by the captioner from the pixels (oracle VLM, DiffSW)
+    s = time.time()
+    synth = write_synth_dataset(out / "data", num_clips, seed=0, size=base.data.size, fps=8.0, seconds=seconds)
+    ccfg = load_captioner_config(ORACLE_CONFIG)
+    cap = run_captioner(ccfg, tasks_from_manifest(synth.manifest, captions), captions)
+    if cap.error:
+        log.warning("captioner: %d clips failed (see the error records in %s)", cap.error, captions)
+    stamp("data+captions", s)
+    # 2. one VAE for both models
+    s = time.time()
+    vae_info = out / "vae" / "train_vae.json"
+    if not vae_info.is_file():
+        res = train_vae(synth.manifest, out / "vae", size=base.data.size, steps=vae_steps,
+                        latent_channels=base.vae.latent_channels,
+                        block_out_channels=tuple(base.vae.block_out_channels))
+        vae_info.write_text(json.dumps(res, indent=1))
+    stamp("vae", s)
+    # 3. two trainings, identical but for the caption field
+    pipelines = {}
+    for field in ("short", "dense"):
+        s = time.time()
+        cfg = cfg_for(field)
+        build_cache(cfg, build_vae(cfg), build_text_encoder(cfg))
+        pipelines[field] = Path(cfg.train.output_dir) / "pipeline"
+        if not (pipelines[field] / "model_index.json").is_file():
+            train(cfg, resume="latest" if latest_checkpoint(cfg.train.output_dir) else None)
+        stamp(f"train-{field}", s)
+    # 4. the comparison on held-out dense prompts
+    s = time.time()
+    prompts = out / "prompts-heldout-dense.jsonl"
+    if not prompts.is_file():
+        write_heldout_prompts(prompts, num_prompts, seconds, "dense", train_manifest=captions)
+    report_dir = out / "report"
+    compare_models([pipelines["short"], pipelines["dense"]], prompts, report_dir, names=["short", "dense"],
+                   steps=base.sample.steps, guidance=base.sample.guidance,
+                   command=f"t2v experiment --out {out} --minutes {minutes} --clips {num_clips} --prompts {num_prompts}")
+    stamp("compare", s)
+    (out / "times.json").write_text(json.dumps({**times, "total": round(time.time() - t0, 1)}, indent=1))
+    log.info("experiment: report in %s (total %.0f s)", report_dir / "report.html", time.time() - t0)
+    return report_dir
