@@ -37,7 +37,7 @@ test: env
 demo: env
 	$(BIN)/t2v demo --out runs/demo
 
-# short vs dense captions, the paper's experiment in miniature (about 55 minutes on 2 cores):
+# short vs dense captions, the paper's experiment in miniature (about 40 minutes on 2 cores):
 # captioner (oracle) → two trainings → t2v compare → runs/experiment/report/report.html
 experiment: env
 	$(BIN)/t2v experiment --out runs/experiment

@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from synthworld.detect import DetectedEvent, Detection, Track
 from synthworld.render import frame_times
 from synthworld.simulate import states_at
-from synthworld.spec import Event, SceneSpec
+from synthworld.spec import Event, SceneSpec, region_of
 
 
 @dataclass
@@ -258,7 +258,7 @@ def caption_names_events(spec: SceneSpec, dense: str, tol: float) -> list[tuple[
 
 
 # ----------------------------------------------------------------------------- scene following
-SCENE_CATEGORIES = ("colour", "shape", "binding", "direction", "events", "count")
+SCENE_CATEGORIES = ("colour", "shape", "binding", "position", "direction", "events", "count")
 
 
 def scene_following(spec: SceneSpec, det: Detection, tol_frames: float = 1.0) -> dict[str, list[bool]]:
@@ -275,6 +275,8 @@ def scene_following(spec: SceneSpec, det: Detection, tol_frames: float = 1.0) ->
       hits ``colour`` for both objects, misses ``shape`` and ``binding`` for both. Per object,
       binding is thus colour ∧ shape of the matched track — by design: it counts the objects that
       are entirely right.
+    - ``position`` — per object, its matched track starts in the 3×3 region where the object
+      starts (the region the dense prompt names: "in the top-left corner", "on the right").
     - ``events`` — the right change at the right second: per true event, a detected event of the
       same kind (same direction for a move or turn, same new colour for a colour change) on the
       object's track, within ``tol_frames`` frames of the true time; each detected event answers
@@ -295,7 +297,12 @@ def scene_following(spec: SceneSpec, det: Detection, tol_frames: float = 1.0) ->
         start = states_at(spec, 0.0)
         out["binding"] = [tr is not None and tr.colour == start[i].colour and tr.shape == spec.objects[i].shape
                           for i, tr in matches]
-    # 3. events, in time order; an object's track changes when it (re)appears
+    # 3. position: the matched track starts in the 3×3 region the prompt names for the object
+    start = states_at(spec, 0.0)
+    for i, tr in matches:
+        pos = tr.position(tr.first) if tr is not None else None
+        out["position"].append(pos is not None and region_of(*pos) == region_of(start[i].x, start[i].y))
+    # 4. events, in time order; an object's track changes when it (re)appears
     tol = tol_frames / det.fps + 1e-6
     track_of: dict[int, Track | None] = dict(matches)
     claimed = {id(tr) for tr in track_of.values() if tr is not None}

@@ -9,7 +9,7 @@
     t2v eval      --model DIR --out DIR [--num-scenes 50 --caption-field dense]
     t2v prompts   --out P.jsonl [--num 100 --train-manifest M --field dense]
     t2v compare   --models DIR DIR ... --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR]
-    t2v experiment [--out runs/experiment --minutes 20]   (what `make experiment` runs)
+    t2v experiment [--out runs/experiment --minutes 15]   (what `make experiment` runs)
     t2v demo      [--out runs/demo]   (what `make demo` runs)
 """
 
@@ -96,7 +96,8 @@ def _eval(a: argparse.Namespace) -> int:
 def _demo(a: argparse.Namespace) -> int:
     from t2v.demo import run_demo
 
-    run_demo(a.out, a.config, num_clips=a.num_clips, eval_scenes=a.eval_scenes, overrides=a.overrides)
+    run_demo(a.out, a.config, num_clips=a.num_clips, eval_scenes=a.eval_scenes, vae_steps=a.vae_steps,
+             overrides=a.overrides)
     return 0
 
 
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=Path("runs/experiment"))
     s.add_argument("--config", type=Path, default=Path("configs/t2v/tiny.yaml"))
     s.add_argument("--clips", type=int, default=1000)
-    s.add_argument("--minutes", type=float, default=20.0, help="training budget of each of the two models")
+    s.add_argument("--minutes", type=float, default=15.0, help="training budget of each of the two models")
     s.add_argument("--prompts", type=int, default=100, help="held-out dense prompts to compare on")
     s.add_argument("--vae-steps", type=int, default=1000)
     s.add_argument("overrides", nargs="*", help="key=value overrides of the training config (both models)")
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=Path, default=Path("configs/t2v/tiny.yaml"))
     s.add_argument("--num-clips", type=int, default=1000)
     s.add_argument("--eval-scenes", type=int, default=50)
+    s.add_argument("--vae-steps", type=int, default=1000)
     s.add_argument("overrides", nargs="*", help="key=value overrides of the training config")
     s.set_defaults(func=_demo)
     return p

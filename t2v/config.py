@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from captioner.strict import ConfigError, apply_overrides, from_dict
+from captioner.strict import ConfigError, apply_overrides, from_dict, load_yaml_mapping
 
 __all__ = ["ConfigError", "RunConfig", "apply_overrides", "from_dict", "load_config", "validate"]
 
@@ -59,6 +59,7 @@ class ModelConfig:
     ffn_mult: float = 4.0
     patch_size: list[int] = field(default_factory=lambda: [1, 2, 2])  # (t, h, w); latte uses h only
     text_adapter_layers: int = 0  # trainable transformer layers over the frozen text features
+    abs_pos_embed: bool = False  # wan: add fixed 3D sin-cos positions to the patch embeddings (RoPE is relative only)
     attention: str = "sdpa"  # sdpa | xformers (CUDA only; falls back to sdpa with a logged reason)
     gradient_checkpointing: bool = False
 
@@ -133,14 +134,7 @@ class RunConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults ← YAML file ← overrides, validated strictly."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        d = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    d: dict[str, Any] = load_yaml_mapping(path) if path is not None else {}
     apply_overrides(d, overrides or [])
     cfg = from_dict(RunConfig, d)
     validate(cfg)

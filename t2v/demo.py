@@ -1,7 +1,8 @@
 """``t2v demo``: the whole loop offline on CPU, resumable step by step.
 
     synthworld clips + oracle captions → tiny VAE → latent/text cache → train (configs/t2v/tiny.yaml)
-    → videos from long dense prompts → prompt-following scores on held-out scenes → summary.md
+    → videos from long dense prompts → prompt following on held-out scenes (``report/report.html``,
+    the same report as ``t2v compare``) → summary.md
 
 Each step is skipped when its output already exists, so a second ``make demo`` only redoes what is
 missing (delete ``runs/demo`` to start over).
@@ -18,11 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/tiny.yaml", num_clips: int = 1000,
-             eval_scenes: int = 50, overrides: list[str] | None = None) -> Path:
+             eval_scenes: int = 50, vae_steps: int = 1000, overrides: list[str] | None = None) -> Path:
+    from t2v.compare.run import compare_models, report_table, write_heldout_prompts
     from t2v.config import load_config
     from t2v.data.cache import build_cache
     from t2v.data.synthetic import write_synth_dataset
-    from t2v.evaluate import caption_for, evaluate_model, format_table, heldout_specs
+    from t2v.evaluate import caption_for, heldout_specs
     from t2v.generate import generate
     from t2v.models.build import build_text_encoder, build_vae
     from t2v.train import latest_checkpoint, train
@@ -47,7 +49,8 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
     s = time.time()
     vae_info = out / "vae" / "train_vae.json"
     if not vae_info.is_file():
-        res = train_vae(cfg.data.manifest, out / "vae", size=cfg.data.size, latent_channels=cfg.vae.latent_channels,
+        res = train_vae(cfg.data.manifest, out / "vae", size=cfg.data.size, steps=vae_steps,
+                        latent_channels=cfg.vae.latent_channels,
                         block_out_channels=tuple(cfg.vae.block_out_channels))
         vae_info.write_text(json.dumps(res, indent=1))
     stamp("vae", s)
@@ -67,10 +70,14 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
                                                                      dataset_seed=424242)]
     videos = generate(pipeline, prompts, out / "videos", steps=cfg.sample.steps, guidance=cfg.sample.guidance)
     stamp("generate", s)
-    # 6. prompt following on held-out scenes, next to chance
+    # 6. prompt following on held-out scenes, next to chance and ceiling: the HTML report
     s = time.time()
-    res = evaluate_model(pipeline, out / "eval", num_scenes=eval_scenes, caption_field="dense",
-                         steps=cfg.sample.steps, guidance=cfg.sample.guidance, train_manifest=cfg.data.manifest)
+    prompts_file = out / "prompts-heldout-dense.jsonl"
+    if not prompts_file.is_file():
+        write_heldout_prompts(prompts_file, eval_scenes, cfg.data.num_frames / cfg.data.fps, "dense",
+                              train_manifest=cfg.data.manifest)
+    report = compare_models([pipeline], prompts_file, out / "report", names=["demo"], steps=cfg.sample.steps,
+                            guidance=cfg.sample.guidance, command=f"t2v demo --out {out}")
     stamp("eval", s)
     # 7. summary
     summary = out / "summary.md"
@@ -83,9 +90,10 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
         f"- VAE: `{out / 'vae'}` (reconstruction PSNR {vae_res['psnr']:.1f} dB)",
         f"- model: `{pipeline}` ({train_sum.get('steps', '?')} steps, final loss {train_sum.get('final_loss', float('nan')):.4f})",
         f"- videos from long dense prompts: `{out / 'videos'}`", "",
-        f"## Prompt following on {res['scenes']} held-out scenes", "", format_table(res), "",
-        "Chance = the same videos scored against other scenes' prompts. Samples: "
-        f"`{out / 'eval' / 'contact_sheet.png'}`.", "",
+        f"## Prompt following on {eval_scenes} held-out scenes", "", report_table(report), "",
+        "Mean over prompts [bootstrap 95% CI]. Chance = the same videos scored against other scenes' prompts; "
+        "ceiling = the true scenes through the VAE, read by the same detector. "
+        f"Report with charts and a gallery: `{out / 'report' / 'report.html'}`.", "",
         "## Prompts", "", *[f"{i}. {p}  \n   → `{v}`" for i, (p, v) in enumerate(zip(prompts, videos))], "",
         "## Wall time (s)", "", *[f"- {k}: {v}" for k, v in times.items()], f"- total: {time.time() - t0:.0f}",
     ]

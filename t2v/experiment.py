@@ -20,7 +20,7 @@ ORACLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "captioner" / 
 
 
 def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "configs/t2v/tiny.yaml",
-                   num_clips: int = 1000, minutes: float = 20.0, num_prompts: int = 100, vae_steps: int = 1000,
+                   num_clips: int = 1000, minutes: float = 15.0, num_prompts: int = 100, vae_steps: int = 1000,
                    overrides: list[str] | None = None) -> Path:
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest

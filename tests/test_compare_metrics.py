@@ -160,6 +160,7 @@ def test_scene_following_true_videos_vs_other_scenes(scenes):
         assert np.mean(own[c]) >= 0.95, (c, np.mean(own[c]))
     assert np.mean(other["events"]) < 0.25 * np.mean(own["events"])
     assert np.mean(other["binding"]) < 0.4 * np.mean(own["binding"])
+    assert np.mean(other["position"]) < 0.5 * np.mean(own["position"])
 
 
 def test_scene_following_events_need_the_right_time(scenes):

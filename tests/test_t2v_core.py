@@ -127,6 +127,26 @@ def test_backbone_trains_and_ignores_padding(backbone):
     assert sum(changed) > 0.8 * len(changed)
 
 
+def test_wan_absolute_positions_break_translation_symmetry(tmp_path):
+    """RoPE alone is relative: with `abs_pos_embed` a token also knows its frame, row and column.
+    The flag survives save/load (the hook is re-attached from the config)."""
+    from t2v.models.backbone import sincos_3d
+
+    pe = sincos_3d(64, 4, 3, 3)  # (D, F, H, W): every position gets a distinct code
+    codes = pe.reshape(64, -1).T
+    assert torch.cdist(codes, codes).add(torch.eye(len(codes)) * 9).min() > 0.1
+    torch.manual_seed(0)
+    plain = T2VTransformer.build("wan", 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8)
+    model = T2VTransformer.build("wan", 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8, abs_pos_embed=True)
+    model.load_state_dict(plain.state_dict())  # same weights: only the position code differs
+    x, t, text = torch.randn(1, 4, 4, 8, 8), torch.tensor([500.0]), torch.randn(1, 5, 32)
+    assert not torch.allclose(model(x, t, text), plain(x, t, text))
+    model.save_pretrained(tmp_path / "m")
+    back = T2VTransformer.from_pretrained(tmp_path / "m")
+    assert back.config.abs_pos_embed
+    torch.testing.assert_close(back(x, t, text), model(x, t, text))
+
+
 def test_sigma_sampling_shift():
     from t2v.config import ObjectiveConfig
 

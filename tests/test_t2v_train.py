@@ -142,7 +142,8 @@ def test_compare_same_prompts_and_seeds_for_every_model(trained, tiny_manifest, 
              "--out", str(tmp_path / "cmp"), "--steps", "2", "--gallery", "2"])
     rep = json.loads((tmp_path / "cmp" / "report.json").read_text())
     assert "report.html" in r.stdout and (tmp_path / "cmp" / "report.html").is_file()
-    assert [c["key"] for c in rep["categories"]][:6] == ["colour", "shape", "binding", "direction", "events", "count"]
+    assert [c["key"] for c in rep["categories"]][:7] == ["colour", "shape", "binding", "position", "direction", "events",
+                                                        "count"]
     assert rep["metrics"]["a"] == rep["metrics"]["b"] and rep["metrics"]["a"]["colour"]["n"] == 3
     assert rep["differences"] and all(d["mean"] == 0 and d["lo"] == 0 and d["hi"] == 0 for d in rep["differences"])
     assert rep["reference"]["ceiling"]["colour"]["mean"] is not None
@@ -167,3 +168,15 @@ def test_experiment_runs_end_to_end_at_toy_scale(tmp_path):
     assert [m["name"] for m in rep["models"]] == ["short", "dense"]
     assert [m["caption_field"] for m in rep["models"]] == ["short", "dense"]
     assert (out / "report" / "report.html").is_file() and "report.html" in r.stdout
+
+
+def test_demo_runs_end_to_end_at_toy_scale_and_ends_with_its_report(tmp_path):
+    out = tmp_path / "demo"
+    r = run([str(BIN / "t2v"), "demo", "--out", str(out), "--num-clips", "6", "--eval-scenes", "2", "--vae-steps", "3",
+             "--config", TINY, "train.max_steps=2", "train.batch_size=2", "data.size=32", "data.num_frames=4",
+             "model.num_layers=1", "train.checkpoint_every=100"])
+    summary = (out / "summary.md").read_text()
+    assert "report.html" in summary and "| object colour |" in summary and "ceiling" in summary
+    rep = json.loads((out / "report" / "report.json").read_text())
+    assert [m["name"] for m in rep["models"]] == ["demo"] and rep["metrics"]["demo"]["colour"]["n"] == 2
+    assert len(list((out / "videos").glob("*.mp4"))) == 4 and "# dense-t2v demo" in r.stdout

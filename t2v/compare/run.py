@@ -39,6 +39,7 @@ from t2v.compare.metrics import (
 
 log = logging.getLogger(__name__)
 CATEGORY_LABELS = {"colour": "object colour", "shape": "object shape", "binding": "attribute binding",
+                   "position": "start position (3×3 region)",
                    "direction": "motion direction", "events": "temporal events (right change, right second)",
                    "count": "object count"}
 
@@ -241,3 +242,20 @@ def _notes(fd: dict[str, float]) -> list[str]:
         notes.append("Fréchet distance of CLIP video features to the true scenes (lower is better): "
                      + ", ".join(f"{n} {v:.3f}" for n, v in fd.items()) + ".")
     return notes
+
+
+def report_table(report: dict) -> str:
+    """A short Markdown table of a report: category | model(s) | chance | ceiling (mean [95% CI])."""
+    def cell(st: dict | None) -> str:
+        if not st or st.get("mean") is None:
+            return "–"
+        return f"{st['mean']:.2f} [{st['lo']:.2f}, {st['hi']:.2f}]"
+
+    names = [m["name"] for m in report["models"]]
+    refs = list((report.get("reference") or {}).keys())
+    lines = ["| category | " + " | ".join(names + refs) + " |", "|---" * (1 + len(names) + len(refs)) + "|"]
+    for c in report["categories"]:
+        row = [cell(report["metrics"][n].get(c["key"])) for n in names]
+        row += [cell(report["reference"][r].get(c["key"])) for r in refs]
+        lines.append(f"| {c['label']} | " + " | ".join(row) + " |")
+    return "\n".join(lines)

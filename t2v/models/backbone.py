@@ -68,6 +68,29 @@ def latte_config(in_channels: int, text_dim: int, num_layers: int, num_heads: in
                 norm_eps=1e-6, caption_channels=text_dim, video_length=num_frames)
 
 
+def sincos_3d(dim: int, F: int, H: int, W: int) -> torch.Tensor:
+    """Fixed sin-cos position embeddings (dim, F, H, W): a quarter of the channels for the frame index,
+    three eighths each for row and column (zero-padded when ``dim`` does not split evenly)."""
+    def one(n: int, d: int) -> torch.Tensor:  # (n, d)
+        omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / max(d // 2, 1))
+        ang = torch.arange(n, dtype=torch.float64)[:, None] * omega[None]
+        return torch.cat([ang.sin(), ang.cos()], dim=1)
+
+    dt = (dim // 4) // 2 * 2
+    dh = ((dim - dt) // 2) // 2 * 2
+    pe = torch.zeros(dim, F, H, W, dtype=torch.float64)
+    pe[:dt] = one(F, dt).T[:, :, None, None]
+    pe[dt:dt + dh] = one(H, dh).T[:, None, :, None]
+    pe[dt + dh:dt + 2 * dh] = one(W, dh).T[:, None, None, :]
+    return pe.float()
+
+
+def _add_sincos_3d(module: nn.Module, inputs, out: torch.Tensor) -> torch.Tensor:
+    """Forward hook on Wan's patch embedding: out (B, D, F', H', W') + sin-cos positions."""
+    _, D, F, H, W = out.shape
+    return out + sincos_3d(D, F, H, W).to(out.device, out.dtype)[None]
+
+
 class T2VTransformer(ModelMixin, ConfigMixin):
     """A diffusers DiT (Wan or Latte) plus an optional text adapter, with one call signature."""
 
@@ -82,6 +105,7 @@ class T2VTransformer(ModelMixin, ConfigMixin):
         text_adapter_layers: int = 0,
         sample_frames: int = 8,
         sample_size: int = 16,
+        abs_pos_embed: bool = False,
     ):
         super().__init__()
         if backbone == "wan":
@@ -114,29 +138,39 @@ class T2VTransformer(ModelMixin, ConfigMixin):
         if backbone == "wan":
             for block in self.dit.blocks:
                 block.attn2.set_processor(MaskedWanCrossAttnProcessor(self._mask_holder))
+            if abs_pos_embed:
+                # Wan knows positions only through RoPE in self-attention, i.e. *relative* offsets; its
+                # cross-attention sees none. A tiny model then cannot tie "on the left" or "at 2.5s" to
+                # where and when a token is. Fixed 3D sin-cos embeddings added to the patch embeddings
+                # (as DiT/Latte do in 2D) give every token its absolute frame, row and column.
+                self.dit.patch_embedding.register_forward_hook(_add_sincos_3d)
+        elif abs_pos_embed:
+            log.warning("model.abs_pos_embed is ignored for latte (it has its own absolute position embeddings)")
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def build(cls, backbone: str, in_channels: int, text_dim: int, num_layers: int, num_heads: int, head_dim: int,
               ffn_mult: float, patch_size: list[int], sample_frames: int, sample_size: int,
-              text_adapter_layers: int = 0) -> T2VTransformer:
+              text_adapter_layers: int = 0, abs_pos_embed: bool = False) -> T2VTransformer:
         if backbone == "wan":
             dit = wan_config(in_channels, text_dim, num_layers, num_heads, head_dim, ffn_mult, patch_size)
         else:
             dit = latte_config(in_channels, text_dim, num_layers, num_heads, head_dim, patch_size[1],
                                sample_size, sample_frames)
-        return cls(backbone, dit, text_dim, text_adapter_layers, sample_frames, sample_size)
+        return cls(backbone, dit, text_dim, text_adapter_layers, sample_frames, sample_size, abs_pos_embed)
 
     @classmethod
     def from_dit(cls, dit_path: str, backbone: str = "wan", text_adapter_layers: int = 0,
-                 sample_frames: int = 8, sample_size: int = 16, **load_kwargs) -> T2VTransformer:
+                 sample_frames: int = 8, sample_size: int = 16, abs_pos_embed: bool = False,
+                 **load_kwargs) -> T2VTransformer:
         """Wrap a pretrained diffusers DiT folder (e.g. ``Wan2.1-T2V-1.3B-Diffusers/transformer``)."""
         from diffusers import LatteTransformer3DModel, WanTransformer3DModel
 
         dit_cls = WanTransformer3DModel if backbone == "wan" else LatteTransformer3DModel
         dit = dit_cls.from_pretrained(dit_path, **load_kwargs)
         text_dim = dit.config.text_dim if backbone == "wan" else dit.config.caption_channels
-        model = cls(backbone, dict(dit.config), text_dim, text_adapter_layers, sample_frames, sample_size)
+        model = cls(backbone, dict(dit.config), text_dim, text_adapter_layers, sample_frames, sample_size,
+                    abs_pos_embed)
         model.dit.load_state_dict(dit.state_dict())
         return model
 

@@ -34,14 +34,15 @@ def build_transformer(cfg: RunConfig, vae: VideoVAE, text_dim: int) -> T2VTransf
     sample_size = cfg.data.size // vae.spatial_factor
     frames = vae.latent_frames(cfg.data.num_frames)
     if m.pretrained:
-        model = T2VTransformer.from_dit(m.pretrained, m.backbone, m.text_adapter_layers, frames, sample_size)
+        model = T2VTransformer.from_dit(m.pretrained, m.backbone, m.text_adapter_layers, frames, sample_size,
+                                        m.abs_pos_embed)
         if model.in_channels != vae.latent_channels:
             raise ValueError(f"model.pretrained has {model.in_channels} input channels but the VAE makes "
                              f"{vae.latent_channels}-channel latents")
     else:
         model = T2VTransformer.build(m.backbone, vae.latent_channels, text_dim, m.num_layers, m.num_heads,
                                      m.head_dim, m.ffn_mult, m.patch_size, frames, sample_size,
-                                     m.text_adapter_layers)
+                                     m.text_adapter_layers, m.abs_pos_embed)
     p = m.patch_size
     if sample_size % p[1] or (m.backbone == "wan" and frames % p[0]):
         raise ValueError(f"latent size {frames}×{sample_size}² is not divisible by model.patch_size {p}")
