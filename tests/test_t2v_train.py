@@ -147,6 +147,7 @@ def test_compare_same_prompts_and_seeds_for_every_model(trained, tiny_manifest, 
     assert rep["metrics"]["a"] == rep["metrics"]["b"] and rep["metrics"]["a"]["colour"]["n"] == 3
     assert rep["differences"] and all(d["mean"] == 0 and d["lo"] == 0 and d["hi"] == 0 for d in rep["differences"])
     assert rep["reference"]["ceiling"]["colour"]["mean"] is not None
+    assert any(n.startswith("Training: a 4 steps") for n in rep["notes"]), rep["notes"]
     gifs = sorted(p.name for p in (tmp_path / "cmp" / "gallery").glob("*.gif"))
     assert gifs == ["000-a.gif", "000-b.gif", "001-a.gif", "001-b.gif"]
     assert (tmp_path / "cmp" / "gallery" / "000-a.gif").read_bytes() == (tmp_path / "cmp" / "gallery" /

@@ -212,7 +212,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
         "metrics": metrics,
         "reference": reference,
         "differences": diffs,
-        "notes": _notes(fd),
+        "notes": _notes(fd) + _steps_note(names, models),
         "gallery": [{"prompt": it.prompt, "videos": {n: f"gallery/{k:03d}-{n}.gif" for n in names},
                      "scores": {n: {c: per_prompt[n][k].get(c) for c in SCENE_CATEGORIES
                                     if per_prompt[n][k].get(c) is not None} for n in names}}
@@ -231,6 +231,18 @@ def _caption_field(model: str | Path) -> str | None:
     if cfg.is_file():
         return yaml.safe_load(cfg.read_text()).get("data", {}).get("caption_field")
     return None
+
+
+def _steps_note(names: list[str], models: list[str | Path]) -> list[str]:
+    """How long each model trained (from its run's train_summary.json), when known."""
+    parts = []
+    for n, m in zip(names, models):
+        summary = Path(m).parent / "train_summary.json"
+        if summary.is_file():
+            d = json.loads(summary.read_text())
+            parts.append(f"{n} {d.get('steps', '?')} steps ({d['minutes']:.1f} min)"
+                         if d.get("minutes") else f"{n} {d.get('steps', '?')} steps")
+    return [f"Training: {', '.join(parts)}."] if parts else []
 
 
 def _notes(fd: dict[str, float]) -> list[str]:
