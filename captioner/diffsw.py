@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from captioner.backends.base import ChatRequest
 from captioner.config import CaptionerConfig
 from captioner.manifest import error_record
-from captioner.prompting import PromptSet
+from captioner.prompting import PromptSet, fmt_t
 from captioner.video import open_video
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def key_frame_grid(images: list[np.ndarray], times: list[float], cols: int, cell
         if pil.size != (cell, cell):
             pil = pil.resize((cell, cell), Image.BILINEAR)
         canvas.paste(pil, (c * cell, y0 + GRID_LABEL_HEIGHT))
-        draw.text((c * cell + 2, y0 + 1), f"{t:.1f}s", fill=(0, 0, 0))
+        draw.text((c * cell + 2, y0 + 1), f"{fmt_t(t)}s", fill=(0, 0, 0))
     layout = {"rows": rows, "cols": cols, "cell": cell, "label_height": GRID_LABEL_HEIGHT}
     return np.asarray(canvas), layout
 
@@ -155,7 +155,7 @@ class DiffSWCaptioner:
         t, i = job.task, job.info
         keyframes = job.timeline() if self.cfg.run.mode == "diffsw" else [{"t": round(x, 3), "caption": None}
                                                                           for x in job.times]
-        meta = {**t.meta, "captioner": getattr(self.backend, "label", self.backend.name),
+        meta = {**t.meta, "captioner": self.backend.name,
                 "prompt_version": self.prompt_version, "mode": self.cfg.run.mode,
                 "keyframe_settings": {"interval": self.cfg.keyframes.interval,
                                       "threshold": self.cfg.keyframes.threshold,
@@ -188,8 +188,8 @@ class DiffSWCaptioner:
             except Exception as e:  # unreadable video: becomes an error record
                 yield task, e
 
-    def caption_jobs(self, jobs: Iterable[_Job | tuple[ClipTask, Exception]]) -> Iterator[dict[str, Any]]:
-        """Caption clips whose key-frames are extracted; ``(task, exception)`` items become error records."""
+    def caption_jobs(self, jobs: Iterable[_Job | tuple[ClipTask, Exception | str]]) -> Iterator[dict[str, Any]]:
+        """Caption clips whose key-frames are extracted; ``(task, exception or reason)`` items become error records."""
         jobs = iter(jobs)
         active: list[_Job] = []
         exhausted = False

@@ -65,12 +65,12 @@ class _Caption:
         self.captioner = DiffSWCaptioner(cfg, build_backend(cfg.backend))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        items: list[_Job | tuple[ClipTask, Exception]] = []
+        items: list[_Job | tuple[ClipTask, str]] = []
         for k in range(len(batch["id"])):
             row = {key: batch[key][k] for key in batch}
             task = _row_task(row)
             if row["error"]:
-                items.append((task, RuntimeError(str(row["error"]))))
+                items.append((task, str(row["error"])))  # already "<Type>: <message>" from stage 1
             else:
                 images = list(np.asarray(row["images"], dtype=np.uint8))
                 items.append(_Job(task, json.loads(row["info"]), json.loads(row["times"]), images))

@@ -64,7 +64,7 @@ def tasks_from_videos(source: str | Path, out: str | Path) -> list[ClipTask]:
     elif source.is_file():
         lines = [ln.strip() for ln in source.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
         files = [Path(ln) if Path(ln).is_absolute() else source.parent / ln for ln in lines]
-        ids = [Path(ln).with_suffix("").as_posix().lstrip("./") for ln in lines]
+        ids = [Path(ln).with_suffix("").as_posix().removeprefix("./").lstrip("/") for ln in lines]
     else:
         raise ValueError(f"--videos {source}: no such folder or list file")
     if len(set(ids)) != len(ids):

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 HELDOUT_DATASET_SEED = 1_000_003  # scene seeds derived from it never meet those of small dataset seeds
 
 
-def heldout_specs(num: int, duration: float, dataset_seed: int = HELDOUT_DATASET_SEED, exclude: set[int] | None = None,
-                  world: World | None = None):
+def heldout_specs(num: int, duration: float, exclude: set[int] | None = None, world: World | None = None,
+                  dataset_seed: int = HELDOUT_DATASET_SEED):
     """``num`` scenes of ``world`` (default: the full synthworld) whose seeds are not in ``exclude``."""
     world = world or World()
     specs = []
@@ -43,6 +43,18 @@ def heldout_specs(num: int, duration: float, dataset_seed: int = HELDOUT_DATASET
             continue
         specs.append(world.scene(s, duration))
     return specs
+
+
+def training_world(train_manifest: str | Path | None) -> tuple[set[int] | None, World | None]:
+    """``(scene seeds to exclude, world)`` of a synthworld training manifest: held-out scenes come from
+    the same world and are none of its scenes. ``(None, None)`` without a manifest."""
+    if not train_manifest:
+        return None, None
+    from captioner.manifest import read_manifest
+
+    seeds = {r["meta"]["scene"]["seed"] for r in read_manifest(train_manifest)
+             if r["status"] == "ok" and "scene" in r.get("meta", {})}
+    return seeds, World.of_manifest(train_manifest)
 
 
 def caption_for(spec, field: str) -> str:
@@ -69,13 +81,8 @@ def evaluate_model(model_dir: str | Path, out: str | Path, num_scenes: int = 50,
     tc = pipe.transformer.config
     num_frames = tc.sample_frames
     duration = num_frames / fps
-    exclude, world = None, None
-    if train_manifest:  # held-out scenes: the training data's world, none of its scenes
-        from captioner.manifest import read_manifest
-
-        exclude = {r["meta"]["scene"]["seed"] for r in read_manifest(train_manifest) if r["status"] == "ok"}
-        world = World.of_manifest(train_manifest)
-    specs = heldout_specs(num_scenes, max(duration, 1.0), exclude=exclude, world=world)
+    exclude, world = training_world(train_manifest)  # held-out: the training world, none of its scenes
+    specs = heldout_specs(num_scenes, max(duration, 1.0), exclude, world)
     dets, rows, labels = [], [], []
     for k, spec in enumerate(tqdm(specs, desc="generating held-out scenes", unit="video")):
         prompt = caption_for(spec, caption_field)

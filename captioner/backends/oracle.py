@@ -46,6 +46,7 @@ from synthworld.spec import (
     Event,
     ObjectSpec,
     SceneSpec,
+    region_of,
 )
 
 _COL = "|".join(COLOURS)
@@ -81,8 +82,6 @@ def see(image: np.ndarray) -> tuple[str, list[Seen]]:
 
 
 def _region_phrase(x: float, y: float) -> str:
-    from synthworld.spec import region_of
-
     return captions.REGION_PHRASES[region_of(x, y)][0]
 
 

@@ -76,26 +76,14 @@ def load_prompts(path: str | Path) -> list[PromptItem]:
 def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str = "dense",
                           train_manifest: str | Path | None = None) -> Path:
     """``num`` held-out synthworld scenes (never in ``train_manifest``; its world) with their captions."""
-    from captioner.manifest import read_manifest
-    from t2v.data.synthetic import World
-    from t2v.evaluate import caption_for, heldout_specs
+    from t2v.evaluate import caption_for, heldout_specs, training_world
 
-    exclude, world = None, None
-    if train_manifest:
-        exclude = {r["meta"]["scene"]["seed"] for r in read_manifest(train_manifest)
-                   if r["status"] == "ok" and "scene" in r.get("meta", {})}
-        world = World.of_manifest(train_manifest)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as f:
-        for spec in heldout_specs(num, seconds, exclude=exclude, world=world):
+        for spec in heldout_specs(num, seconds, *training_world(train_manifest)):
             f.write(json.dumps({"prompt": caption_for(spec, field), "scene": spec.to_dict()}) + "\n")
     return out
-
-
-def _score_videos(items: list[PromptItem], videos: list[np.ndarray], fps: float) -> list[dict[str, list[bool]]]:
-    return [scene_following(it.scene, detect_video(v, fps)) if it.scene is not None else {}
-            for it, v in zip(items, videos)]
 
 
 def _stats(per_prompt: list[dict[str, float | None]], keys) -> dict[str, dict]:
@@ -127,7 +115,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
 
     # 2. every model, the same prompts and seeds
     per_prompt: dict[str, list[dict]] = {}
-    hits_of: dict[str, list[dict]] = {}
+    dets_of: dict[str, list] = {}  # detections, read once: scored against the prompt's scene and for chance
     videos_of: dict[str, list[np.ndarray]] = {}
     settings: dict = {}
     first_pipe = None
@@ -146,10 +134,10 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
             if k < gallery:
                 write_gif(out / "gallery" / f"{k:03d}-{name}.gif", v, fps)
         videos_of[name] = vids
-        hits_of[name] = _score_videos(items, vids, fps)
+        dets_of[name] = [detect_video(v, fps) if it.scene is not None else None for it, v in zip(items, vids)]
         rows = []
-        for it, v, h in zip(items, vids, hits_of[name]):
-            r = per_prompt_rates(h) if h else {}
+        for it, v, det in zip(items, vids, dets_of[name]):
+            r = per_prompt_rates(scene_following(it.scene, det)) if det is not None else {}
             r["flicker"] = temporal_flicker(v)
             if scorer:
                 r["clip_score"] = scorer.score(v, it.prompt)
@@ -166,10 +154,10 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
         n = len(items)
         chance_rows = []
         for name in names:
-            for k, v in enumerate(videos_of[name]):
+            for k, det in enumerate(dets_of[name]):
                 other = scenes[(k + 1) % n]
-                if other is not None:
-                    chance_rows.append(per_prompt_rates(scene_following(other, detect_video(v, first_pipe[1]))))
+                if other is not None and det is not None:
+                    chance_rows.append(per_prompt_rates(scene_following(other, det)))
         pipe, fps = first_pipe
         size = videos_of[names[0]][0].shape[1]
         true = [true_video(pipe, s, fps, size) if s is not None else None for s in scenes]
