@@ -47,6 +47,7 @@ class TextConfig:
     window: int | None = None  # tokens per encoder call; None: the encoder's own limit
     max_tokens: int | None = None  # hard cap: longer prompts warn (with counts) and are cut there
     encoder_class: str = "auto"  # auto | t5 (T5EncoderModel / UMT5EncoderModel for Wan checkpoints)
+    layers: list[int] = field(default_factory=lambda: [-1])  # hidden states used, concatenated (0 = embeddings)
 
 
 @dataclass

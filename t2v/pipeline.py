@@ -38,11 +38,12 @@ class TextToVideoPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
     def __init__(self, vae, text_encoder, tokenizer, transformer, scheduler, text_window: int | None = None,
-                 max_text_tokens: int | None = None):
+                 max_text_tokens: int | None = None, text_layers: list[int] | None = None):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
                               scheduler=scheduler)
-        self.register_to_config(text_window=text_window, max_text_tokens=max_text_tokens)
+        self.register_to_config(text_window=text_window, max_text_tokens=max_text_tokens,
+                                text_layers=list(text_layers) if text_layers else [-1])
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -51,7 +52,8 @@ class TextToVideoPipeline(DiffusionPipeline):
 
     def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Windowed encoding: ``(states (B, L, D), mask (B, L))`` on the transformer's device."""
-        enc = TextEncoder(self.tokenizer, self.text_encoder, self.config.text_window, self.config.max_text_tokens)
+        enc = TextEncoder(self.tokenizer, self.text_encoder, self.config.text_window, self.config.max_text_tokens,
+                          self.config.get("text_layers") or [-1])
         states, mask = enc(prompts)
         return states.to(self._execution_device, self.transformer.dtype), mask.to(self._execution_device)
 

@@ -55,7 +55,8 @@ def build_pipeline(transformer, vae, text_encoder, cfg: RunConfig):
 
     return TextToVideoPipeline(vae.vae, text_encoder.model, text_encoder.tokenizer, transformer,
                                FlowMatchEulerDiscreteScheduler(shift=cfg.sample.shift),
-                               text_window=text_encoder.window, max_text_tokens=text_encoder.max_tokens)
+                               text_window=text_encoder.window, max_text_tokens=text_encoder.max_tokens,
+                               text_layers=text_encoder.layers)
 
 
 def train(cfg: RunConfig, resume: str | None = None) -> Path:

@@ -94,6 +94,27 @@ def test_padding_is_zero_and_masked(minilm):
     assert states[0][~mask[0]].abs().max() == 0
 
 
+def test_text_layers_concatenate_hidden_states_and_keep_position_words_apart(minilm):
+    enc = TextEncoder(minilm.tokenizer, minilm.model, layers=[0, -1])
+    assert enc.dim == 2 * minilm.dim
+    left = "a big red square on the left side"
+    right = "a big red square on the right side"
+    (sl, ml), (sr, _) = enc([left]), enc([right])
+    last, _ = minilm([left])
+    torch.testing.assert_close(sl[..., 384:], last)  # the last-layer half is the default encoding
+    ids = minilm.tokenizer(left, return_tensors="pt")
+    emb = minilm.model(**ids, output_hidden_states=True).hidden_states[0]
+    torch.testing.assert_close(sl[0, :, :384], emb[0])  # the first half is the embedding layer
+    k = minilm.tokenizer.convert_ids_to_tokens(ids["input_ids"][0]).index("left")
+    cos = torch.nn.functional.cosine_similarity
+    # why: MiniLM's last layer hardly tells left from right; its embedding layer does
+    assert cos(sl[0, k, 384:], sr[0, k, 384:], dim=0) > 0.9
+    assert cos(sl[0, k, :384], sr[0, k, :384], dim=0) < 0.6
+    assert sl[0][~ml[0]].numel() == 0 or sl[0][~ml[0]].abs().max() == 0
+    with pytest.raises(ValueError, match=r"text.layers \[7\] must be"):
+        TextEncoder(minilm.tokenizer, minilm.model, layers=[7])
+
+
 # ----------------------------------------------------------------------------- backbones
 @pytest.mark.parametrize("backbone", ["wan", "latte"])
 def test_backbone_trains_and_ignores_padding(backbone):
@@ -231,7 +252,7 @@ def test_pipeline_round_trip(tiny_pipe, tmp_path):
     assert a.shape == (1, 4, 32, 32, 3) and a.dtype == np.uint8
     tiny_pipe.save_pretrained(tmp_path / "p")
     loaded = TextToVideoPipeline.from_pretrained(tmp_path / "p")
-    assert loaded.config.text_window == 16
+    assert loaded.config.text_window == 16 and loaded.config.text_layers == [-1]
     b = loaded("a red circle moves left", generator=torch.Generator().manual_seed(1), **kw).frames
     np.testing.assert_array_equal(a, b)
     c = loaded("a blue square moves up", generator=torch.Generator().manual_seed(1), **kw).frames

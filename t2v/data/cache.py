@@ -44,7 +44,8 @@ def latent_key(cfg: RunConfig) -> dict:
 
 def text_key(cfg: RunConfig) -> dict:
     return {"manifest": str(Path(cfg.data.manifest).resolve()), "text": cfg.text.path, "window": cfg.text.window,
-            "max_tokens": cfg.text.max_tokens, "field": cfg.data.caption_field}
+            "max_tokens": cfg.text.max_tokens, "field": cfg.data.caption_field,
+            **({"layers": cfg.text.layers} if cfg.text.layers != [-1] else {})}  # old caches keep their key
 
 
 def cache_root(cfg: RunConfig) -> Path:

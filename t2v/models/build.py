@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def build_text_encoder(cfg: RunConfig, dtype=torch.float32) -> TextEncoder:
     return TextEncoder.from_pretrained(cfg.text.path, cfg.text.window, cfg.text.max_tokens, cfg.text.encoder_class,
-                                       dtype=dtype, tokenizer=cfg.text.tokenizer)
+                                       dtype=dtype, tokenizer=cfg.text.tokenizer, layers=cfg.text.layers)
 
 
 def build_vae(cfg: RunConfig, dtype=torch.float32) -> VideoVAE:

@@ -4,6 +4,12 @@ A prompt longer than the encoder's window is never silently truncated: its token
 windows, each window is encoded on its own (with the model's special tokens), and the hidden
 states are concatenated, with a mask over the real tokens. If ``max_tokens`` is set, longer prompts
 are cut there with a warning that gives the token counts.
+
+``layers`` picks which hidden states condition the video model (``[-1]``: the last layer, as T5
+pipelines do; ``0`` is the token-embedding output), concatenated along features. A sentence-similarity
+encoder such as MiniLM is trained to make paraphrases close, and its last layer keeps "on the left"
+and "on the right" nearly identical (cosine 0.94 on the differing token, 0.51 in its embedding
+layer); adding layer 0 gives the model the words themselves back.
 """
 
 from __future__ import annotations
@@ -46,8 +52,15 @@ def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
 class TextEncoder(nn.Module):
     """Tokenizer + frozen encoder → ``(states (B, L, D), mask (B, L) bool)``; padded states are zero."""
 
-    def __init__(self, tokenizer, model: nn.Module, window: int | None = None, max_tokens: int | None = None):
+    def __init__(self, tokenizer, model: nn.Module, window: int | None = None, max_tokens: int | None = None,
+                 layers: list[int] | tuple[int, ...] = (-1,)):
         super().__init__()
+        n_hidden = int(getattr(model.config, "num_hidden_layers", None) or model.config.num_layers) + 1
+        layers = [int(k) for k in layers]
+        if not layers or any(not -n_hidden <= k < n_hidden for k in layers):
+            raise ValueError(f"text.layers {layers} must be a non-empty list of hidden-state indices in "
+                             f"[{-n_hidden}, {n_hidden - 1}] (the encoder has {n_hidden - 1} layers; 0 = embeddings)")
+        self.layers = layers
         self.tokenizer = tokenizer
         self.model = model.eval().requires_grad_(False)
         limit = getattr(model.config, "max_position_embeddings", None) or 10**9
@@ -62,7 +75,7 @@ class TextEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str, window: int | None = None, max_tokens: int | None = None,
                         encoder_class: str = "auto", dtype: torch.dtype = torch.float32,
-                        tokenizer: str | None = None) -> TextEncoder:
+                        tokenizer: str | None = None, layers: list[int] | tuple[int, ...] = (-1,)) -> TextEncoder:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         path = resolve_text_path(path)
@@ -77,12 +90,12 @@ class TextEncoder(nn.Module):
             model = model_cls.from_pretrained(path, dtype=dtype)
         else:
             model = AutoModel.from_pretrained(path, dtype=dtype)
-        return cls(tok, model, window, max_tokens)
+        return cls(tok, model, window, max_tokens, layers)
 
     @property
     def dim(self) -> int:
         c = self.model.config
-        return int(getattr(c, "hidden_size", None) or c.d_model)
+        return int(getattr(c, "hidden_size", None) or c.d_model) * len(self.layers)
 
     def token_counts(self, prompts: list[str]) -> list[int]:
         return [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -111,7 +124,10 @@ class TextEncoder(nn.Module):
         for i, c in enumerate(chunks):
             input_ids[i, : len(c)] = torch.tensor(c)
             attn[i, : len(c)] = 1
-        out = self.model(input_ids=input_ids.to(device), attention_mask=attn.to(device)).last_hidden_state  # (N, L, D)
+        res = self.model(input_ids=input_ids.to(device), attention_mask=attn.to(device),
+                         output_hidden_states=self.layers != [-1])
+        out = (res.last_hidden_state if self.layers == [-1]
+               else torch.cat([res.hidden_states[k] for k in self.layers], dim=-1))  # (N, L, D·len(layers))
         # concatenate each prompt's windows, dropping padding
         per_prompt: list[list[torch.Tensor]] = [[] for _ in prompts]
         for i, b in enumerate(owner):
