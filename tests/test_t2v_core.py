@@ -259,6 +259,21 @@ def test_pipeline_round_trip(tiny_pipe, tmp_path):
     assert not np.array_equal(a, c)
 
 
+def test_pipeline_keeps_text_layers_through_save_and_load(minilm, tmp_path):
+    torch.manual_seed(0)
+    tr = T2VTransformer.build("wan", 4, 2 * minilm.dim, 1, 2, 16, 2.0, [1, 2, 2], 4, 16)
+    pipe = TextToVideoPipeline(build_tiny_kl(4, [8, 16], 32), minilm.model, minilm.tokenizer, tr,
+                               FlowMatchEulerDiscreteScheduler(), text_layers=[0, -1])
+    kw = dict(num_inference_steps=2, progress=False, generator=torch.Generator().manual_seed(1))
+    a = pipe("a red square on the left side", **kw).frames
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = TextToVideoPipeline.from_pretrained(tmp_path / "p")
+    assert loaded.config.text_layers == [0, -1]
+    assert loaded.encode_prompt(["a red square"])[0].shape[-1] == 2 * minilm.dim
+    kw["generator"] = torch.Generator().manual_seed(1)
+    np.testing.assert_array_equal(a, loaded("a red square on the left side", **kw).frames)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
