@@ -41,13 +41,12 @@ def centroid(frame: np.ndarray, threshold: float = 60.0) -> tuple[float, float]:
     return float((xx * d).sum() / m / (W - 1)), float((yy * d).sum() / m / (H - 1))
 
 
-def _diff_ci(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n: int = 2000) -> list[float]:
-    """Mean of a − b (paired by seed) with a bootstrap 95% interval."""
-    d = (a - b)[~np.isnan(a - b)]
-    if d.size == 0:
-        return [float("nan")] * 3
-    boots = [rng.choice(d, d.size).mean() for _ in range(n)]
-    return [float(d.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]
+def _shift(a: np.ndarray, b: np.ndarray) -> dict:
+    """Mean of b − a over the seeds where both videos show an object, with its bootstrap 95% interval."""
+    from t2v.compare.metrics import paired_difference_ci
+
+    both = ~(np.isnan(a) | np.isnan(b))
+    return paired_difference_ci(a[both], b[both])
 
 
 @torch.inference_mode()
@@ -95,13 +94,12 @@ def main() -> None:
             firsts.append(fr[0])
         rows.append(np.stack(firsts))
         labels.append(where)
-    rng = np.random.default_rng(0)
     x0 = {k: x0_at_sigma_one(pipe, args.template.format(where=w), args.seeds) for k, w in PHRASES.items()}
     res = {
         "model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
         "template": args.template,
-        "dx_right_minus_left": _diff_ci(pos["right"][:, 0], pos["left"][:, 0], rng),
-        "dy_bottom_minus_top": _diff_ci(pos["bottom"][:, 1], pos["top"][:, 1], rng),
+        "dx_right_minus_left": _shift(pos["left"][:, 0], pos["right"][:, 0]),
+        "dy_bottom_minus_top": _shift(pos["top"][:, 1], pos["bottom"][:, 1]),
         "mean_position": {k: [float(np.nanmean(v[:, 0])), float(np.nanmean(v[:, 1]))] for k, v in pos.items()},
         "x0_at_sigma_1": {"dx_right_minus_left": x0["right"][0] - x0["left"][0],
                           "dy_bottom_minus_top": x0["bottom"][1] - x0["top"][1], "centroids": x0},
@@ -110,9 +108,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     save_png(out.with_suffix(".png"), contact_sheet(rows, labels, cell=64, label_width=160))
-    dx, dy = res["dx_right_minus_left"], res["dy_bottom_minus_top"]
-    print(f"first-frame centroid: x(right) - x(left) = {dx[0]:+.3f} [{dx[1]:+.3f}, {dx[2]:+.3f}]; "
-          f"y(bottom) - y(top) = {dy[0]:+.3f} [{dy[1]:+.3f}, {dy[2]:+.3f}]  (0 = position words ignored)")
+    def fmt(d: dict) -> str:
+        return "no object drawn" if d["mean"] is None else f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+
+    print(f"first-frame centroid: x(right) - x(left) = {fmt(res['dx_right_minus_left'])}; "
+          f"y(bottom) - y(top) = {fmt(res['dy_bottom_minus_top'])}  (0 = position words ignored)")
     print(f"x0-prediction at sigma=1: dx {res['x0_at_sigma_1']['dx_right_minus_left']:+.3f}, "
           f"dy {res['x0_at_sigma_1']['dy_bottom_minus_top']:+.3f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -53,7 +53,7 @@ class TextToVideoPipeline(DiffusionPipeline):
     def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Windowed encoding: ``(states (B, L, D), mask (B, L))`` on the transformer's device."""
         enc = TextEncoder(self.tokenizer, self.text_encoder, self.config.text_window, self.config.max_text_tokens,
-                          self.config.get("text_layers") or [-1])
+                          self.config.text_layers)
         states, mask = enc(prompts)
         return states.to(self._execution_device, self.transformer.dtype), mask.to(self._execution_device)
 

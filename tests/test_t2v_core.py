@@ -96,21 +96,22 @@ def test_padding_is_zero_and_masked(minilm):
 
 def test_text_layers_concatenate_hidden_states_and_keep_position_words_apart(minilm):
     enc = TextEncoder(minilm.tokenizer, minilm.model, layers=[0, -1])
-    assert enc.dim == 2 * minilm.dim
+    D = minilm.dim
+    assert enc.dim == 2 * D
     left = "a big red square on the left side"
     right = "a big red square on the right side"
-    (sl, ml), (sr, _) = enc([left]), enc([right])
+    (sl, ml), (sr, _) = enc([left, "a red square"]), enc([right])
     last, _ = minilm([left])
-    torch.testing.assert_close(sl[..., 384:], last)  # the last-layer half is the default encoding
+    torch.testing.assert_close(sl[:1, :, D:], last)  # the last-layer half is the default encoding
     ids = minilm.tokenizer(left, return_tensors="pt")
     emb = minilm.model(**ids, output_hidden_states=True).hidden_states[0]
-    torch.testing.assert_close(sl[0, :, :384], emb[0])  # the first half is the embedding layer
+    torch.testing.assert_close(sl[0, :, :D], emb[0])  # the first half is the embedding layer
     k = minilm.tokenizer.convert_ids_to_tokens(ids["input_ids"][0]).index("left")
     cos = torch.nn.functional.cosine_similarity
     # why: MiniLM's last layer hardly tells left from right; its embedding layer does
-    assert cos(sl[0, k, 384:], sr[0, k, 384:], dim=0) > 0.9
-    assert cos(sl[0, k, :384], sr[0, k, :384], dim=0) < 0.6
-    assert sl[0][~ml[0]].numel() == 0 or sl[0][~ml[0]].abs().max() == 0
+    assert cos(sl[0, k, D:], sr[0, k, D:], dim=0) > 0.9
+    assert cos(sl[0, k, :D], sr[0, k, :D], dim=0) < 0.6
+    assert (~ml[1]).any() and sl[1][~ml[1]].abs().max() == 0  # the shorter prompt's padding is zero in both halves
     with pytest.raises(ValueError, match=r"text.layers \[7\] must be"):
         TextEncoder(minilm.tokenizer, minilm.model, layers=[7])
 

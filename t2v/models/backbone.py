@@ -18,6 +18,7 @@ sentence-similarity encoder keeps close.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -68,9 +69,11 @@ def latte_config(in_channels: int, text_dim: int, num_layers: int, num_heads: in
                 norm_eps=1e-6, caption_channels=text_dim, video_length=num_frames)
 
 
+@functools.lru_cache(maxsize=16)
 def sincos_3d(dim: int, F: int, H: int, W: int) -> torch.Tensor:
     """Fixed sin-cos position embeddings (dim, F, H, W): a quarter of the channels for the frame index,
-    three eighths each for row and column (zero-padded when ``dim`` does not split evenly)."""
+    three eighths each for row and column (zero-padded when ``dim`` does not split evenly). Cached per
+    shape (every forward asks for the same one); callers must not modify the result in place."""
     def one(n: int, d: int) -> torch.Tensor:  # (n, d)
         omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / max(d // 2, 1))
         ang = torch.arange(n, dtype=torch.float64)[:, None] * omega[None]
