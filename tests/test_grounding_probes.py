@@ -1,0 +1,44 @@
+"""bench/position_probe.py and bench/direction_probe.py read where an object is and which way it moves."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthworld.render import render
+from synthworld.spec import SceneSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from direction_probe import displacement  # noqa: E402
+from position_probe import centroid  # noqa: E402
+
+
+def _clip(region: str, direction: str | None = None) -> np.ndarray:
+    events = [{"t": 0.0, "obj": 0, "kind": "move", "direction": direction, "speed": 0.07}] if direction else []
+    spec = SceneSpec.from_dict({"background": "black", "duration": 4.0, "events": events, "objects": [
+        {"shape": "square", "colour": "red", "size": "large", "region": region}]})
+    return render(spec, size=48, fps=2.0)  # the tiny preset's 8 frames at 48 px
+
+
+def test_centroid_reads_the_start_region():
+    xl, _ = centroid(_clip("left")[0])
+    xr, _ = centroid(_clip("right")[0])
+    _, yt = centroid(_clip("top")[0])
+    _, yb = centroid(_clip("bottom")[0])
+    assert xr - xl > 0.4 and yb - yt > 0.4
+    assert np.isnan(centroid(np.zeros((48, 48, 3), np.uint8))[0])  # nothing drawn → NaN, not a position
+
+
+@pytest.mark.parametrize("direction, sign", [("left", (-1, 0)), ("right", (1, 0)), ("up", (0, -1)), ("down", (0, 1))])
+def test_displacement_follows_the_motion(direction, sign):
+    dx, dy = displacement(_clip("center", direction))
+    assert np.sign(round(dx, 2)) == sign[0] and np.sign(round(dy, 2)) == sign[1], (dx, dy)
+    assert max(abs(dx), abs(dy)) > 0.2
+
+
+def test_displacement_of_a_still_or_empty_clip():
+    assert displacement(_clip("center")) == pytest.approx((0.0, 0.0), abs=0.02)
+    assert all(np.isnan(displacement(np.zeros((8, 48, 48, 3), np.uint8))))
