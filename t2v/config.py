@@ -71,6 +71,11 @@ class ObjectiveConfig:
     logit_std: float = 1.0
     shift: float = 1.0  # σ' = shift·σ / (1 + (shift−1)·σ): >1 spends more steps at high noise
     caption_dropout: float = 0.1  # probability of training on the empty prompt (for CFG)
+    # noise-level curriculum (docs/does-it-learn.md, session 4): the first `pure_noise_steps` steps train at
+    # σ = 1 only and without caption dropout, where nothing but the prompt can place objects; the next
+    # `noise_ramp_steps` draw σ ~ U(1 − w, 1) with w rising linearly from 0 to 1; then the logit-normal above
+    pure_noise_steps: int = 0
+    noise_ramp_steps: int = 0
 
 
 @dataclass
@@ -161,6 +166,10 @@ def validate(cfg: RunConfig) -> None:
                     ("model.num_layers", cfg.model.num_layers), ("model.num_heads", cfg.model.num_heads)]:
         if v < 1:
             raise ConfigError(f"{name}: must be >= 1, got {v}")
+    for name, v in [("objective.pure_noise_steps", cfg.objective.pure_noise_steps),
+                    ("objective.noise_ramp_steps", cfg.objective.noise_ramp_steps)]:
+        if v < 0:
+            raise ConfigError(f"{name}: must be >= 0, got {v}")
     if not 0 <= cfg.objective.caption_dropout < 1:
         raise ConfigError(f"objective.caption_dropout: must be in [0, 1), got {cfg.objective.caption_dropout}")
     if not 0 <= cfg.train.ema_decay < 1:

@@ -28,6 +28,26 @@ def sample_sigmas(n: int, cfg: ObjectiveConfig, device=None, generator: torch.Ge
     return shift_sigmas(torch.sigmoid(u), cfg.shift)
 
 
+def curriculum_sigmas(n: int, cfg: ObjectiveConfig, step: int, device=None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n,) noise levels for optimiser step ``step`` under the noise-level curriculum: σ = 1 for the
+    first ``pure_noise_steps``, then σ ~ U(1 − w, 1) with w = (step − pure_noise_steps) / noise_ramp_steps,
+    then :func:`sample_sigmas`. Position words are learned at σ = 1 only as a late, sudden transition
+    that any mixture of noise levels postpones (docs/does-it-learn.md); the curriculum crosses it first."""
+    if step < cfg.pure_noise_steps:
+        return torch.ones(n, device=device)
+    ramp = step - cfg.pure_noise_steps
+    if ramp < cfg.noise_ramp_steps:
+        w = ramp / cfg.noise_ramp_steps
+        return 1 - w * torch.rand(n, generator=generator, device=device)
+    return sample_sigmas(n, cfg, device=device, generator=generator)
+
+
+def caption_dropout_at(cfg: ObjectiveConfig, step: int) -> float:
+    """Caption dropout for ``step``: none while the curriculum trains at σ = 1 only."""
+    return 0.0 if step < cfg.pure_noise_steps else cfg.caption_dropout
+
+
 def flow_matching_loss(
     model: Callable[..., torch.Tensor],
     x0: torch.Tensor,

@@ -27,7 +27,7 @@ from t2v.data.cache import CachedDataset, cache_exists
 from t2v.data.dataset import ManifestClipDataset
 from t2v.data.sampler import ResumableBatchSampler, collate_cached, collate_online, pad_text
 from t2v.models.build import build_text_encoder, build_transformer, build_vae
-from t2v.objective import flow_matching_loss
+from t2v.objective import caption_dropout_at, curriculum_sigmas, flow_matching_loss
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
         for _ in range(cfg.train.grad_accum):
             batch = next(batches)
             with acc.accumulate(model):
-                x0, text, mask = _encode_batch(batch, vae, text_encoder, empty_text, cfg, acc.device, use_cache)
-                loss = flow_matching_loss(model, x0, text, mask, cfg.objective)
+                x0, text, mask = _encode_batch(batch, vae, text_encoder, empty_text, cfg, acc.device, use_cache,
+                                               caption_dropout_at(cfg.objective, step))
+                sigma = curriculum_sigmas(x0.shape[0], cfg.objective, step, device=x0.device)
+                loss = flow_matching_loss(model, x0, text, mask, cfg.objective, sigma=sigma)
                 acc.backward(loss)
                 grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm) \
                     if acc.sync_gradients and cfg.optim.max_grad_norm > 0 else None
@@ -210,9 +212,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     return final
 
 
-def _encode_batch(batch, vae, text_encoder, empty_text, cfg: RunConfig, device, use_cache: bool):
-    """Latents x0 (B, C, F, h, w), text (B, L, D), mask (B, L); applies caption dropout."""
-    p = cfg.objective.caption_dropout
+def _encode_batch(batch, vae, text_encoder, empty_text, cfg: RunConfig, device, use_cache: bool, p: float):
+    """Latents x0 (B, C, F, h, w), text (B, L, D), mask (B, L); applies caption dropout with probability p."""
     if use_cache:
         x0 = batch["latents"].to(device)
         seqs = [t[m] for t, m in zip(batch["text"], batch["text_mask"])]

@@ -179,6 +179,29 @@ def test_sigma_sampling_shift():
     assert abs(s1.mean().item() - 0.5) < 0.01 and s3.mean() > s1.mean() + 0.1
 
 
+def test_noise_level_curriculum():
+    """pure_noise_steps at σ = 1 without caption dropout, then a linear widening to U(0, 1), then logit-normal."""
+    from t2v.config import ObjectiveConfig
+    from t2v.objective import caption_dropout_at, curriculum_sigmas
+
+    cfg = ObjectiveConfig(shift=3.0, caption_dropout=0.1, pure_noise_steps=10, noise_ramp_steps=20)
+    torch.manual_seed(0)
+    assert torch.equal(curriculum_sigmas(64, cfg, 0), torch.ones(64))
+    assert torch.equal(curriculum_sigmas(64, cfg, 9), torch.ones(64))
+    assert caption_dropout_at(cfg, 9) == 0.0 and caption_dropout_at(cfg, 10) == 0.1
+    quarter = curriculum_sigmas(4000, cfg, 15)  # w = 0.25: σ ~ U(0.75, 1)
+    assert quarter.min() >= 0.75 and quarter.max() <= 1 and abs(quarter.mean().item() - 0.875) < 0.01
+    widest = curriculum_sigmas(4000, cfg, 29)
+    assert widest.min() < 0.1
+    after = curriculum_sigmas(20000, cfg, 30)  # the configured logit-normal with shift 3
+    ref = sample_sigmas(20000, cfg)
+    assert abs(after.mean().item() - ref.mean().item()) < 0.01 and after.max() < 1
+    off = ObjectiveConfig(shift=3.0)  # curriculum off: the plain sampler from step 0
+    assert curriculum_sigmas(1000, off, 0).std() > 0.1 and caption_dropout_at(off, 0) == off.caption_dropout
+    with pytest.raises(ConfigError, match="objective.pure_noise_steps: must be >= 0"):
+        load_config(TINY, ["objective.pure_noise_steps=-1"])
+
+
 def test_attention_fallback_is_logged(caplog):
     model = T2VTransformer.build("wan", 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8)
     with caplog.at_level("WARNING"):
