@@ -19,16 +19,14 @@ Writes the JSON and a PNG (rows = phrase × seed, columns = frames) beside it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from position_probe import _shift, centroid  # noqa: E402
+from position_probe import _shift, centroid, fmt_ci, probe_args, render_phrases  # noqa: E402
 
 PHRASES = {"left": "to the left", "right": "to the right", "up": "upwards", "down": "downwards"}
 TEMPLATE = ("The video opens on a plain black background with a big red square in the centre. Right from the "
@@ -47,34 +45,22 @@ def displacement(frames: np.ndarray) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a TextToVideoPipeline folder")
-    ap.add_argument("--seeds", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--template", default=TEMPLATE, help="prompt with a {direction} slot")
-    ap.add_argument("--out", default="runs/bench/direction_probe.json")
+    ap = probe_args(__doc__, TEMPLATE, "direction", 16, "runs/bench/direction_probe.json")
     ap.add_argument("--sheet-seeds", type=int, default=3, help="seeds per phrase shown in the PNG")
     args = ap.parse_args()
-
-    from tqdm import tqdm
 
     from captioner.video.sheet import contact_sheet, save_png
     from t2v.generate import load_pipeline
 
     pipe = load_pipeline(args.model)
-    F = pipe.transformer.config.sample_frames
     disp = {k: np.full((args.seeds, 2), np.nan) for k in PHRASES}
     rows, labels = [], []
-    for k, phrase in PHRASES.items():
-        prompt = args.template.format(direction=phrase)
-        for s in tqdm(range(args.seeds), desc=f"'{k}' prompts", unit="video"):
-            fr = pipe(prompt, num_frames=F, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                      generator=torch.Generator().manual_seed(s), progress=False).frames[0]
-            disp[k][s] = displacement(fr)
-            if s < args.sheet_seeds:
-                rows.append(fr)
-                labels.append(f"moving {phrase} (seed {s})")
+    for k, phrase, s, fr in render_phrases(pipe, args.template, "direction", PHRASES, args.seeds, args.steps,
+                                           args.guidance):
+        disp[k][s] = displacement(fr)
+        if s < args.sheet_seeds:
+            rows.append(fr)
+            labels.append(f"moving {phrase} (seed {s})")
     res = {
         "model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
         "template": args.template,
@@ -87,11 +73,8 @@ def main() -> None:
     out.write_text(json.dumps(res, indent=1))
     save_png(out.with_suffix(".png"), contact_sheet(rows, labels, cell=64, label_width=200))
 
-    def fmt(d: dict) -> str:
-        return "no object drawn" if d["mean"] is None else f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
-
-    print(f"displacement: dx(right) - dx(left) = {fmt(res['dx_right_minus_left'])}; "
-          f"dy(down) - dy(up) = {fmt(res['dy_down_minus_up'])}  (0 = direction words ignored)")
+    print(f"displacement: dx(right) - dx(left) = {fmt_ci(res['dx_right_minus_left'])}; "
+          f"dy(down) - dy(up) = {fmt_ci(res['dy_down_minus_up'])}  (0 = direction words ignored)")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

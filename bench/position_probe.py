@@ -65,35 +65,48 @@ def x0_at_sigma_one(pipe, prompt: str, seeds: int) -> tuple[float, float]:
     return centroid(frame, threshold=30.0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_args(doc: str, template: str, slot: str, seeds: int, out: str) -> argparse.ArgumentParser:
+    """The arguments every grounding probe takes (model, seeds, sampler, template, output)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--model", required=True, help="a TextToVideoPipeline folder")
-    ap.add_argument("--seeds", type=int, default=12)
+    ap.add_argument("--seeds", type=int, default=seeds)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--template", default=TEMPLATE, help="prompt with a {where} slot")
-    ap.add_argument("--out", default="runs/bench/position_probe.json")
-    args = ap.parse_args()
+    ap.add_argument("--template", default=template, help=f"prompt with a {{{slot}}} slot")
+    ap.add_argument("--out", default=out)
+    return ap
 
+
+def render_phrases(pipe, template: str, slot: str, phrases: dict[str, str], seeds: int, steps: int,
+                   guidance: float):
+    """Yield ``(key, phrase, seed, frames (F, H, W, 3))``: the template with each phrase, noise seeds 0..seeds−1."""
     from tqdm import tqdm
+
+    F = pipe.transformer.config.sample_frames
+    for k, phrase in phrases.items():
+        prompt = template.format(**{slot: phrase})
+        for s in tqdm(range(seeds), desc=f"'{k}' prompts", unit="video"):
+            yield k, phrase, s, pipe(prompt, num_frames=F, num_inference_steps=steps, guidance_scale=guidance,
+                                     generator=torch.Generator().manual_seed(s), progress=False).frames[0]
+
+
+def fmt_ci(d: dict) -> str:
+    return "no object drawn" if d["mean"] is None else f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+
+
+def main() -> None:
+    args = probe_args(__doc__, TEMPLATE, "where", 12, "runs/bench/position_probe.json").parse_args()
 
     from captioner.video.sheet import contact_sheet, save_png
     from t2v.generate import load_pipeline
 
     pipe = load_pipeline(args.model)
-    F = pipe.transformer.config.sample_frames
     pos = {k: np.full((args.seeds, 2), np.nan) for k in PHRASES}
-    rows, labels = [], []
-    for k, where in PHRASES.items():
-        prompt = args.template.format(where=where)
-        firsts = []
-        for s in tqdm(range(args.seeds), desc=f"'{k}' prompts", unit="video"):
-            fr = pipe(prompt, num_frames=F, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                      generator=torch.Generator().manual_seed(s), progress=False).frames[0]
-            pos[k][s] = centroid(fr[0])
-            firsts.append(fr[0])
-        rows.append(np.stack(firsts))
-        labels.append(where)
+    firsts: dict[str, list[np.ndarray]] = {k: [] for k in PHRASES}
+    for k, _, s, fr in render_phrases(pipe, args.template, "where", PHRASES, args.seeds, args.steps, args.guidance):
+        pos[k][s] = centroid(fr[0])
+        firsts[k].append(fr[0])
+    rows, labels = [np.stack(firsts[k]) for k in PHRASES], list(PHRASES.values())
     x0 = {k: x0_at_sigma_one(pipe, args.template.format(where=w), args.seeds) for k, w in PHRASES.items()}
     res = {
         "model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
@@ -108,11 +121,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     save_png(out.with_suffix(".png"), contact_sheet(rows, labels, cell=64, label_width=160))
-    def fmt(d: dict) -> str:
-        return "no object drawn" if d["mean"] is None else f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
-
-    print(f"first-frame centroid: x(right) - x(left) = {fmt(res['dx_right_minus_left'])}; "
-          f"y(bottom) - y(top) = {fmt(res['dy_bottom_minus_top'])}  (0 = position words ignored)")
+    print(f"first-frame centroid: x(right) - x(left) = {fmt_ci(res['dx_right_minus_left'])}; "
+          f"y(bottom) - y(top) = {fmt_ci(res['dy_bottom_minus_top'])}  (0 = position words ignored)")
     print(f"x0-prediction at sigma=1: dx {res['x0_at_sigma_1']['dx_right_minus_left']:+.3f}, "
           f"dy {res['x0_at_sigma_1']['dy_bottom_minus_top']:+.3f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
