@@ -9,12 +9,21 @@ frame is read; then
 
     dx = Δx(moving right) − Δx(moving left),   dy = Δy(moving down) − Δy(moving up)
 
-(in frame widths, paired per seed, bootstrap 95% intervals). A model that ignores the direction
-word scores 0 on both (same seed, same video); a model that follows it scores > 0.
+(in frame widths, paired per seed, bootstrap 95% intervals). A model that ignores the prompt's
+motion scores 0 on both (same seed, same video); a model that follows it scores > 0.
 
-    python bench/direction_probe.py --model runs/demo/t2v/pipeline --seeds 16 --out runs/bench/direction_probe.json
+Two prompt sets are read, because synthworld's dense captions say a move twice — as a direction
+word and as where the object is at the end ("… is still moving to the left on the left side"):
 
-Writes the JSON and a PNG (rows = phrase × seed, columns = frames) beside it.
+- ``words``: the direction words only (the object starts in the centre; no end position);
+- ``caption``: the dense-caption form, with the end region the move leads to from the centre.
+
+A model that has learned the direction words moves the object in both; one that has learned only
+where the caption puts the object at the end moves it in ``caption`` alone.
+
+    python bench/direction_probe.py --model runs/demo/t2v/pipeline --seeds 12 --out runs/bench/direction_probe.json
+
+Writes the JSON and a PNG (rows = prompt × seed, columns = frames) beside it.
 """
 
 from __future__ import annotations
@@ -26,12 +35,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from position_probe import _shift, centroid, fmt_ci, probe_args, render_phrases  # noqa: E402
+from position_probe import _shift, centroid, fmt_ci, probe_args, render_prompts  # noqa: E402
 
 PHRASES = {"left": "to the left", "right": "to the right", "up": "upwards", "down": "downwards"}
+END_REGION = {"left": "on the left side", "right": "on the right side", "up": "at the top", "down": "at the bottom"}
 TEMPLATE = ("The video opens on a plain black background with a big red square in the centre. Right from the "
             "start, the red square begins to move {direction} at a quick pace. In the final frame, the red "
             "square is still moving {direction}.")
+CAPTION_TEMPLATE = TEMPLATE[:-1] + " {end}."
+
+
+def prompt_sets(template: str = TEMPLATE) -> dict[str, dict[str, str]]:
+    """``{"words": {key: prompt}, "caption": {key: prompt}}`` for the four directions."""
+    return {"words": {k: template.format(direction=p) for k, p in PHRASES.items()},
+            "caption": {k: CAPTION_TEMPLATE.format(direction=p, end=END_REGION[k]) for k, p in PHRASES.items()}}
 
 
 def displacement(frames: np.ndarray) -> tuple[float, float]:
@@ -46,35 +63,37 @@ def displacement(frames: np.ndarray) -> tuple[float, float]:
 
 def main() -> None:
     ap = probe_args(__doc__, TEMPLATE, "direction", 16, "runs/bench/direction_probe.json")
-    ap.add_argument("--sheet-seeds", type=int, default=3, help="seeds per phrase shown in the PNG")
+    ap.add_argument("--sheet-seeds", type=int, default=2, help="seeds per phrase shown in the PNG")
     args = ap.parse_args()
 
     from captioner.video.sheet import contact_sheet, save_png
     from t2v.generate import load_pipeline
 
     pipe = load_pipeline(args.model)
-    disp = {k: np.full((args.seeds, 2), np.nan) for k in PHRASES}
+    res = {"model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance}
     rows, labels = [], []
-    for k, phrase, s, fr in render_phrases(pipe, args.template, "direction", PHRASES, args.seeds, args.steps,
-                                           args.guidance):
-        disp[k][s] = displacement(fr)
-        if s < args.sheet_seeds:
-            rows.append(fr)
-            labels.append(f"moving {phrase} (seed {s})")
-    res = {
-        "model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
-        "template": args.template,
-        "dx_right_minus_left": _shift(disp["left"][:, 0], disp["right"][:, 0]),
-        "dy_down_minus_up": _shift(disp["up"][:, 1], disp["down"][:, 1]),
-        "mean_displacement": {k: [float(np.nanmean(v[:, 0])), float(np.nanmean(v[:, 1]))] for k, v in disp.items()},
-    }
+    for name, prompts in prompt_sets(args.template).items():
+        disp = {k: np.full((args.seeds, 2), np.nan) for k in PHRASES}
+        for k, s, fr in render_prompts(pipe, prompts, args.seeds, args.steps, args.guidance):
+            disp[k][s] = displacement(fr)
+            if s < args.sheet_seeds:
+                rows.append(fr)
+                labels.append(f"{name}: {PHRASES[k]} (seed {s})")
+        res[name] = {
+            "prompts": prompts,
+            "dx_right_minus_left": _shift(disp["left"][:, 0], disp["right"][:, 0]),
+            "dy_down_minus_up": _shift(disp["up"][:, 1], disp["down"][:, 1]),
+            "mean_displacement": {k: [float(np.nanmean(v[:, 0])), float(np.nanmean(v[:, 1]))] for k, v in disp.items()},
+        }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
-    save_png(out.with_suffix(".png"), contact_sheet(rows, labels, cell=64, label_width=200))
+    save_png(out.with_suffix(".png"), contact_sheet(rows, labels, cell=64, label_width=240))
 
-    print(f"displacement: dx(right) - dx(left) = {fmt_ci(res['dx_right_minus_left'])}; "
-          f"dy(down) - dy(up) = {fmt_ci(res['dy_down_minus_up'])}  (0 = direction words ignored)")
+    for name in ("words", "caption"):
+        r = res[name]
+        print(f"{name:8s} dx(right) - dx(left) = {fmt_ci(r['dx_right_minus_left'])}; "
+              f"dy(down) - dy(up) = {fmt_ci(r['dy_down_minus_up'])}  (0 = motion ignored)")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

@@ -77,17 +77,15 @@ def probe_args(doc: str, template: str, slot: str, seeds: int, out: str) -> argp
     return ap
 
 
-def render_phrases(pipe, template: str, slot: str, phrases: dict[str, str], seeds: int, steps: int,
-                   guidance: float):
-    """Yield ``(key, phrase, seed, frames (F, H, W, 3))``: the template with each phrase, noise seeds 0..seeds−1."""
+def render_prompts(pipe, prompts: dict[str, str], seeds: int, steps: int, guidance: float):
+    """Yield ``(key, seed, frames (F, H, W, 3))`` for every prompt and noise seed 0..seeds−1."""
     from tqdm import tqdm
 
     F = pipe.transformer.config.sample_frames
-    for k, phrase in phrases.items():
-        prompt = template.format(**{slot: phrase})
+    for k, prompt in prompts.items():
         for s in tqdm(range(seeds), desc=f"'{k}' prompts", unit="video"):
-            yield k, phrase, s, pipe(prompt, num_frames=F, num_inference_steps=steps, guidance_scale=guidance,
-                                     generator=torch.Generator().manual_seed(s), progress=False).frames[0]
+            yield k, s, pipe(prompt, num_frames=F, num_inference_steps=steps, guidance_scale=guidance,
+                             generator=torch.Generator().manual_seed(s), progress=False).frames[0]
 
 
 def fmt_ci(d: dict) -> str:
@@ -103,11 +101,12 @@ def main() -> None:
     pipe = load_pipeline(args.model)
     pos = {k: np.full((args.seeds, 2), np.nan) for k in PHRASES}
     firsts: dict[str, list[np.ndarray]] = {k: [] for k in PHRASES}
-    for k, _, s, fr in render_phrases(pipe, args.template, "where", PHRASES, args.seeds, args.steps, args.guidance):
+    prompts = {k: args.template.format(where=w) for k, w in PHRASES.items()}
+    for k, s, fr in render_prompts(pipe, prompts, args.seeds, args.steps, args.guidance):
         pos[k][s] = centroid(fr[0])
         firsts[k].append(fr[0])
     rows, labels = [np.stack(firsts[k]) for k in PHRASES], list(PHRASES.values())
-    x0 = {k: x0_at_sigma_one(pipe, args.template.format(where=w), args.seeds) for k, w in PHRASES.items()}
+    x0 = {k: x0_at_sigma_one(pipe, p, args.seeds) for k, p in prompts.items()}
     res = {
         "model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
         "template": args.template,

@@ -12,7 +12,7 @@ from synthworld.render import render
 from synthworld.spec import SceneSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from direction_probe import displacement  # noqa: E402
+from direction_probe import END_REGION, PHRASES, displacement, prompt_sets  # noqa: E402
 from position_probe import centroid  # noqa: E402
 
 
@@ -42,3 +42,22 @@ def test_displacement_follows_the_motion(direction, sign):
 def test_displacement_of_a_still_or_empty_clip():
     assert displacement(_clip("center")) == pytest.approx((0.0, 0.0), abs=0.02)
     assert all(np.isnan(displacement(np.zeros((8, 48, 48, 3), np.uint8))))
+
+
+def test_direction_prompt_sets_match_the_world():
+    """The 'caption' prompts name the region a quick move from the centre really reaches (as synthworld's
+    closing sentence would); the 'words' prompts differ only in the direction phrase."""
+    from synthworld.captions import DIRECTION_PHRASES, REGION_PHRASES
+    from synthworld.simulate import states_at
+    from synthworld.spec import SPEEDS, region_of
+
+    sets = prompt_sets()
+    for k, phrase in PHRASES.items():
+        assert phrase in DIRECTION_PHRASES[k]
+        spec = SceneSpec.from_dict({"background": "black", "duration": 1.5, "objects": [
+            {"shape": "square", "colour": "red", "size": "large", "region": "center"}],
+            "events": [{"t": 0.0, "obj": 0, "kind": "move", "direction": k, "speed": SPEEDS["quickly"]}]})
+        end = states_at(spec, 1.5)[0]
+        assert END_REGION[k] in REGION_PHRASES[region_of(end.x, end.y)], (k, region_of(end.x, end.y))
+        assert sets["caption"][k].endswith(f"moving {phrase} {END_REGION[k]}.")
+    assert len({p.replace(PHRASES[k], "#") for k, p in sets["words"].items()}) == 1
