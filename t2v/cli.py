@@ -1,6 +1,6 @@
 """``t2v`` command line.
 
-    t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S --max-objects N --max-events N]
+    t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S --max-objects N --max-events N --moving-start]
     t2v train-vae --manifest M --out DIR [--steps N]
     t2v cache     --config YAML [key=value ...]
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
@@ -25,7 +25,7 @@ def _synth(a: argparse.Namespace) -> int:
     from t2v.data.synthetic import World, describe_dataset, write_synth_dataset
 
     s = write_synth_dataset(a.out, a.num_clips, seed=a.seed, size=a.size, fps=a.fps, seconds=a.seconds,
-                            world=World(a.max_objects, a.max_events))
+                            world=World(a.max_objects, a.max_events, a.moving_start))
     print(f"wrote {s.written} clips, skipped {s.skipped} already present, {s.errors} errors -> {s.out}")
     print(describe_dataset(s.manifest, sheet_path=None if a.no_sheet else s.out / "contact_sheet.png"))
     return 1 if s.errors else 0
@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=4.0, help="clip duration")
     s.add_argument("--max-objects", type=int, default=3, help="shapes per scene: 1..N (N <= 3)")
     s.add_argument("--max-events", type=int, default=3, help="events per shape: 1..N")
+    s.add_argument("--moving-start", action="store_true",
+                   help="only scenes where every shape is visible and starts moving by 0.5 s")
     s.add_argument("--no-sheet", action="store_true", help="skip the contact-sheet PNG")
     s.set_defaults(func=_synth)
 

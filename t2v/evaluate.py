@@ -41,7 +41,10 @@ def heldout_specs(num: int, duration: float, exclude: set[int] | None = None, wo
         i += 1
         if exclude and s in exclude:
             continue
-        specs.append(world.scene(s, duration))
+        spec = world.scene(s, duration)
+        if exclude and spec.seed in exclude:  # a moving-start world may draw a later candidate seed
+            continue
+        specs.append(spec)
     return specs
 
 
