@@ -139,6 +139,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     p = cfg.model.patch_size
     patch_volume = p[0] * p[1] * p[2] if cfg.model.backbone == "wan" else p[1] * p[1]  # latents per token
     t0, seen, last_log = time.time(), 0, time.time()
+    curriculum_end = cfg.objective.pure_noise_steps + cfg.objective.noise_ramp_steps
     loss = torch.tensor(float("nan"))
     bar = tqdm(total=cfg.train.max_steps, initial=step, desc="training", unit="step", disable=not main)
     while step < cfg.train.max_steps:
@@ -180,6 +181,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
         if timeout:
             if main:
                 log.warning("train.max_minutes=%g reached at step %d: stopping early", cfg.train.max_minutes, step)
+                if step < curriculum_end:
+                    log.warning("stopped inside the noise-level curriculum (objective.pure_noise_steps + "
+                                "noise_ramp_steps = %d): low noise levels were barely trained, expect blurred or "
+                                "empty samples; raise train.max_minutes or shorten the curriculum", curriculum_end)
             break
     bar.close()
 
@@ -190,7 +195,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     checksum = torch.stack([p.detach().double().sum() for p in acc.unwrap_model(model).parameters()]).sum()
     checksums = acc.gather(checksum.reshape(1).to(acc.device)).tolist()
     if main:
-        summary = {"steps": step, "world_size": acc.num_processes, "final_loss": float(loss.detach()),
+        summary = {"steps": step, "curriculum_complete": step >= curriculum_end,
+                   "world_size": acc.num_processes, "final_loss": float(loss.detach()),
                    "minutes": (time.time() - t0) / 60, "param_checksums": checksums,
                    "distributed_type": str(acc.distributed_type), "mixed_precision": acc.mixed_precision}
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))

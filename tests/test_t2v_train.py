@@ -48,7 +48,7 @@ def test_training_run_writes_everything(trained):
     run_dir = out / "run"
     assert "cached latents" in r.stderr  # the cache built by `t2v cache` was used
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    assert summary["steps"] == 4 and summary["world_size"] == 1
+    assert summary["steps"] == 4 and summary["world_size"] == 1 and summary["curriculum_complete"] is True
     assert summary["final_loss"] == summary["final_loss"] and 0 < summary["final_loss"] < 10  # finite
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
     ckpt = run_dir / "checkpoints" / "step-000004"
@@ -62,6 +62,16 @@ def test_training_run_writes_everything(trained):
     with open_video(gif) as v:
         assert v.info.num_frames == 4
     assert (run_dir / "samples" / "final" / "contact_sheet.png").is_file()
+
+
+def test_a_time_budget_that_ends_inside_the_curriculum_is_reported(trained, tmp_path):
+    _, ov, _ = trained
+    ov = [o for o in ov if not o.startswith(("train.output_dir=", "objective."))]
+    r = run([str(BIN / "t2v"), "train", "--config", TINY, *ov, f"train.output_dir={tmp_path / 'run'}",
+             "train.max_minutes=0.0001", "objective.pure_noise_steps=3", "objective.noise_ramp_steps=3"])
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["curriculum_complete"] is False
+    assert "stopped inside the noise-level curriculum" in r.stderr and "= 6)" in r.stderr
 
 
 def test_resume_continues_the_same_run(trained, tiny_manifest, tmp_path):
