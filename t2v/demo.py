@@ -100,7 +100,7 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
         f"- videos from long dense prompts: `{out / 'videos'}`", "",
         *([f"**Warning**: training stopped (train.max_minutes) at step {train_sum.get('steps')}, inside the noise-level "
            "curriculum, so low noise levels were barely trained and the scores below are not the preset's. "
-           "Re-run with a larger budget, e.g. `t2v demo --out DIR train.max_minutes=12`.", ""]
+           f"Delete `{out / 't2v'}` and re-run with a larger budget: `t2v demo --out {out} train.max_minutes=12`.", ""]
           if train_sum.get("curriculum_complete") is False else []),
         f"## Prompt following on {eval_scenes} held-out scenes", "", report_table(report), "",
         "Mean over prompts [bootstrap 95% CI]. Chance = the same videos scored against other scenes' prompts; "
