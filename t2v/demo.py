@@ -15,22 +15,24 @@ import logging
 import time
 from pathlib import Path
 
+from t2v.data.synthetic import World
+
 log = logging.getLogger(__name__)
 
 # The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
 # On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the 8-minute
 # budget but not where shapes are or which way they move; on this one it learns all three
 # (README "Does it learn?", docs/does-it-learn.md session 5). Any world is one `t2v synth` away.
-DEMO_WORLD = {"max_objects": 1, "max_events": 1, "moving_start": True}
+DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)
 
 
 def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/tiny.yaml", num_clips: int = 1000,
              eval_scenes: int = 50, vae_steps: int = 1000, overrides: list[str] | None = None,
-             world: dict | None = None) -> Path:
+             world: World = DEMO_WORLD) -> Path:
     from t2v.compare.run import compare_models, report_table, write_heldout_prompts
     from t2v.config import load_config
     from t2v.data.cache import build_cache
-    from t2v.data.synthetic import World, write_synth_dataset
+    from t2v.data.synthetic import write_synth_dataset
     from t2v.evaluate import caption_for, heldout_specs
     from t2v.generate import generate
     from t2v.models.build import build_text_encoder, build_vae
@@ -49,9 +51,8 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
 
     # 1. data
     s = time.time()
-    world_ = World(**(DEMO_WORLD if world is None else world))
     write_synth_dataset(out / "data", num_clips, seed=0, size=cfg.data.size, fps=8.0,
-                        seconds=cfg.data.num_frames / cfg.data.fps, world=world_)
+                        seconds=cfg.data.num_frames / cfg.data.fps, world=world)
     stamp("synth", s)
     # 2. VAE
     s = time.time()
@@ -75,7 +76,7 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
     # 5. videos from long dense prompts of unseen scenes
     s = time.time()
     prompts = [caption_for(spec, "dense") for spec in heldout_specs(4, cfg.data.num_frames / cfg.data.fps,
-                                                                     dataset_seed=424242, world=world_)]
+                                                                     dataset_seed=424242, world=world)]
     videos = generate(pipeline, prompts, out / "videos", steps=cfg.sample.steps, guidance=cfg.sample.guidance)
     stamp("generate", s)
     # 6. prompt following on held-out scenes, next to chance and ceiling: the HTML report
@@ -94,7 +95,7 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
     vae_res = json.loads(vae_info.read_text())
     lines = [
         "# dense-t2v demo", "",
-        f"- data: {num_clips} synthworld clips ({world_}), dense oracle captions: `{cfg.data.manifest}`",
+        f"- data: {num_clips} synthworld clips ({world}), dense oracle captions: `{cfg.data.manifest}`",
         f"- VAE: `{out / 'vae'}` (reconstruction PSNR {vae_res['psnr']:.1f} dB)",
         f"- model: `{pipeline}` ({train_sum.get('steps', '?')} steps, final loss {train_sum.get('final_loss', float('nan')):.4f})",
         f"- videos from long dense prompts: `{out / 'videos'}`", "",

@@ -39,10 +39,8 @@ def heldout_specs(num: int, duration: float, exclude: set[int] | None = None, wo
     while len(specs) < num:
         s = scene_seed(dataset_seed, i)
         i += 1
-        if exclude and s in exclude:
-            continue
         spec = world.scene(s, duration)
-        if exclude and spec.seed in exclude:  # a moving-start world may draw a later candidate seed
+        if exclude and spec.seed in exclude:  # spec.seed, not s: a moving-start world may draw a later candidate
             continue
         specs.append(spec)
     return specs

@@ -15,20 +15,22 @@ import logging
 import time
 from pathlib import Path
 
+from t2v.data.synthetic import World
+from t2v.demo import DEMO_WORLD
+
 log = logging.getLogger(__name__)
 ORACLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "captioner" / "oracle.yaml"
 
 
 def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "configs/t2v/tiny.yaml",
                    num_clips: int = 1000, minutes: float = 15.0, num_prompts: int = 100, vae_steps: int = 1000,
-                   overrides: list[str] | None = None, world: dict | None = None) -> Path:
+                   overrides: list[str] | None = None, world: World = DEMO_WORLD) -> Path:
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest
     from t2v.compare.run import compare_models, write_heldout_prompts
     from t2v.config import load_config
     from t2v.data.cache import build_cache
-    from t2v.data.synthetic import World, write_synth_dataset
-    from t2v.demo import DEMO_WORLD
+    from t2v.data.synthetic import write_synth_dataset
     from t2v.models.build import build_text_encoder, build_vae
     from t2v.train import latest_checkpoint, train
     from t2v.vae_train import train_vae
@@ -52,7 +54,7 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "co
     # 1. clips, then captions written by the captioner from the pixels (oracle VLM, DiffSW)
     s = time.time()
     synth = write_synth_dataset(out / "data", num_clips, seed=0, size=base.data.size, fps=8.0, seconds=seconds,
-                                world=World(**(DEMO_WORLD if world is None else world)))
+                                world=world)
     ccfg = load_captioner_config(ORACLE_CONFIG)
     cap = run_captioner(ccfg, tasks_from_manifest(synth.manifest, captions), captions)
     if cap.error:
