@@ -60,6 +60,7 @@ class ModelConfig:
     ffn_mult: float = 4.0
     patch_size: list[int] = field(default_factory=lambda: [1, 2, 2])  # (t, h, w); latte uses h only
     text_adapter_layers: int = 0  # trainable transformer layers over the frozen text features
+    text_adapter_dim: int = 0  # project the text features to this width first (0: the encoder's width)
     abs_pos_embed: bool = False  # wan: add fixed 3D sin-cos positions to the patch embeddings (RoPE is relative only)
     attention: str = "sdpa"  # sdpa | xformers (CUDA only; falls back to sdpa with a logged reason)
     gradient_checkpointing: bool = False

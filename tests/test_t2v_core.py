@@ -13,7 +13,7 @@ from t2v.data.cache import CachedDataset, build_cache, cache_exists
 from t2v.data.dataset import ManifestClipDataset
 from t2v.data.sampler import ResumableBatchSampler
 from t2v.models.backbone import T2VTransformer
-from t2v.models.build import build_text_encoder, build_vae
+from t2v.models.build import build_text_encoder, build_transformer, build_vae
 from t2v.models.text import TextEncoder
 from t2v.models.vae import VideoVAE, build_tiny_kl
 from t2v.objective import flow_matching_loss, sample_sigmas
@@ -117,10 +117,13 @@ def test_text_layers_concatenate_hidden_states_and_keep_position_words_apart(min
 
 
 # ----------------------------------------------------------------------------- backbones
-@pytest.mark.parametrize("backbone", ["wan", "latte"])
-def test_backbone_trains_and_ignores_padding(backbone):
+@pytest.mark.parametrize("backbone,adapter_dim", [("wan", 0), ("latte", 0), ("wan", 16), ("latte", 16)])
+def test_backbone_trains_and_ignores_padding(backbone, adapter_dim):
     torch.manual_seed(0)
-    model = T2VTransformer.build(backbone, 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8, text_adapter_layers=1)
+    model = T2VTransformer.build(backbone, 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8, text_adapter_layers=1,
+                                 text_adapter_dim=adapter_dim)
+    if adapter_dim:  # the 32-wide text is projected to 16 before the adapter; the DiT reads 16-wide text
+        assert model.text_in.in_features == 32 and model.text_adapter.layers[0].linear1.in_features == 16
     x0 = torch.randn(2, 4, 4, 8, 8)
     text, mask = torch.randn(2, 6, 32), torch.ones(2, 6, dtype=torch.bool)
     mask[1, 4:] = False
@@ -147,6 +150,23 @@ def test_backbone_trains_and_ignores_padding(backbone):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
     assert sum(changed) > 0.8 * len(changed)
+
+
+def test_text_adapter_dim_round_trip_and_errors(tmp_path):
+    torch.manual_seed(0)
+    model = T2VTransformer.build("wan", 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8, text_adapter_layers=1,
+                                 text_adapter_dim=16)
+    assert model.dit.config.text_dim == 16
+    model.save_pretrained(tmp_path / "m")
+    back = T2VTransformer.from_pretrained(tmp_path / "m")
+    x, t, text = torch.randn(1, 4, 4, 8, 8), torch.tensor([500.0]), torch.randn(1, 5, 32)
+    torch.testing.assert_close(back(x, t, text), model(x, t, text))
+    with pytest.raises(ValueError, match="text_adapter_dim=16 needs text_adapter_layers > 0"):
+        T2VTransformer.build("wan", 4, 32, 1, 2, 16, 2.0, [1, 2, 2], 4, 8, text_adapter_dim=16)
+    cfg = RunConfig()
+    cfg.model.pretrained, cfg.model.text_adapter_dim = str(tmp_path / "dit"), 16
+    with pytest.raises(ValueError, match="text_adapter_dim=16 cannot be used with model.pretrained"):
+        build_transformer(cfg, None, 32)
 
 
 def test_wan_absolute_positions_break_translation_symmetry(tmp_path):

@@ -13,7 +13,9 @@ much padding its batch has. Latte takes a mask natively (passed per frame here).
 
 An optional ``text_adapter`` (a few trainable transformer layers over the frozen text features)
 lets the model re-read a frozen encoder's features — e.g. separate "left" from "right", which a
-sentence-similarity encoder keeps close.
+sentence-similarity encoder keeps close. With ``text_adapter_dim`` the features are first projected
+to that width (a trainable linear layer) and the adapter and the DiT's text input run at it: the
+tiny preset's adapter over 768-wide MiniLM features was 78% of its parameters and half its FLOPs.
 """
 
 from __future__ import annotations
@@ -109,8 +111,12 @@ class T2VTransformer(ModelMixin, ConfigMixin):
         sample_frames: int = 8,
         sample_size: int = 16,
         abs_pos_embed: bool = False,
+        text_adapter_dim: int = 0,
     ):
         super().__init__()
+        if text_adapter_dim and not text_adapter_layers:
+            raise ValueError(f"text_adapter_dim={text_adapter_dim} needs text_adapter_layers > 0")
+        width = text_adapter_dim or text_dim  # what the adapter and the DiT's text input see
         if backbone == "wan":
             from diffusers import WanTransformer3DModel
 
@@ -123,12 +129,14 @@ class T2VTransformer(ModelMixin, ConfigMixin):
             dit_text_dim = self.dit.config.caption_channels
         else:
             raise ValueError(f"backbone {backbone!r} is not one of 'wan', 'latte'")
-        if dit_text_dim != text_dim:
-            raise ValueError(f"dit_config text dim {dit_text_dim} != text_dim {text_dim} (text encoder width)")
+        if dit_text_dim != width:
+            what = "text_adapter_dim" if text_adapter_dim else "text_dim (text encoder width)"
+            raise ValueError(f"dit_config text dim {dit_text_dim} != {what} {width}")
+        self.text_in = nn.Linear(text_dim, text_adapter_dim) if text_adapter_dim else None  # (B, L, D) → (B, L, D')
         self.text_adapter = None
         if text_adapter_layers > 0:
-            heads = max(h for h in (8, 6, 4, 3, 2, 1) if text_dim % h == 0)
-            layer = nn.TransformerEncoderLayer(text_dim, heads, 2 * text_dim, dropout=0.0, batch_first=True,
+            heads = max(h for h in (8, 6, 4, 3, 2, 1) if width % h == 0)
+            layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True,
                                                norm_first=True, activation="gelu")
             self.text_adapter = nn.TransformerEncoder(layer, text_adapter_layers, enable_nested_tensor=False)
             # residual adapter that starts as the identity: zero the last projection of every layer
@@ -154,13 +162,16 @@ class T2VTransformer(ModelMixin, ConfigMixin):
     @classmethod
     def build(cls, backbone: str, in_channels: int, text_dim: int, num_layers: int, num_heads: int, head_dim: int,
               ffn_mult: float, patch_size: list[int], sample_frames: int, sample_size: int,
-              text_adapter_layers: int = 0, abs_pos_embed: bool = False) -> T2VTransformer:
+              text_adapter_layers: int = 0, abs_pos_embed: bool = False,
+              text_adapter_dim: int = 0) -> T2VTransformer:
+        width = text_adapter_dim or text_dim
         if backbone == "wan":
-            dit = wan_config(in_channels, text_dim, num_layers, num_heads, head_dim, ffn_mult, patch_size)
+            dit = wan_config(in_channels, width, num_layers, num_heads, head_dim, ffn_mult, patch_size)
         else:
-            dit = latte_config(in_channels, text_dim, num_layers, num_heads, head_dim, patch_size[1],
+            dit = latte_config(in_channels, width, num_layers, num_heads, head_dim, patch_size[1],
                                sample_size, sample_frames)
-        return cls(backbone, dit, text_dim, text_adapter_layers, sample_frames, sample_size, abs_pos_embed)
+        return cls(backbone, dit, text_dim, text_adapter_layers, sample_frames, sample_size, abs_pos_embed,
+                   text_adapter_dim)
 
     @classmethod
     def from_dit(cls, dit_path: str, backbone: str = "wan", text_adapter_layers: int = 0,
@@ -208,6 +219,8 @@ class T2VTransformer(ModelMixin, ConfigMixin):
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
         text_mask = text_mask.to(torch.bool)
         text = text * text_mask[..., None]  # padded states are exactly zero, whatever came in
+        if self.text_in is not None:
+            text = self.text_in(text)  # (B, L, D')
         if self.text_adapter is not None:
             text = self.text_adapter(text, src_key_padding_mask=~text_mask) * text_mask[..., None]  # (B, L, D)
         timestep = timestep.reshape(-1).expand(B) if timestep.numel() == 1 else timestep

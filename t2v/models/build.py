@@ -31,6 +31,9 @@ def build_vae(cfg: RunConfig, dtype=torch.float32) -> VideoVAE:
 
 def build_transformer(cfg: RunConfig, vae: VideoVAE, text_dim: int) -> T2VTransformer:
     m = cfg.model
+    if m.pretrained and m.text_adapter_dim:
+        raise ValueError(f"model.text_adapter_dim={m.text_adapter_dim} cannot be used with model.pretrained: the "
+                         "pretrained DiT's text projection expects the text encoder's width; set it to 0")
     sample_size = cfg.data.size // vae.spatial_factor
     frames = vae.latent_frames(cfg.data.num_frames)
     if m.pretrained:
@@ -42,7 +45,7 @@ def build_transformer(cfg: RunConfig, vae: VideoVAE, text_dim: int) -> T2VTransf
     else:
         model = T2VTransformer.build(m.backbone, vae.latent_channels, text_dim, m.num_layers, m.num_heads,
                                      m.head_dim, m.ffn_mult, m.patch_size, frames, sample_size,
-                                     m.text_adapter_layers, m.abs_pos_embed)
+                                     m.text_adapter_layers, m.abs_pos_embed, m.text_adapter_dim)
     p = m.patch_size
     if sample_size % p[1] or (m.backbone == "wan" and frames % p[0]):
         raise ValueError(f"latent size {frames}×{sample_size}² is not divisible by model.patch_size {p}")
