@@ -3,9 +3,9 @@
 For ``num_scenes`` scenes never used in training, the model generates a video from the scene's
 caption (``caption_field``); the synthworld detector reads each video back and
 :func:`synthworld.score.prompt_following` scores colour, shape, motion direction and object count
-against the scene. Chance level is measured, not assumed: the same videos are scored against the
-*other* scenes' truths (a derangement of prompts), which is what a model that ignores its prompt
-would get. Writes ``eval.json`` and a contact sheet of the first samples.
+against the scene. Chance level is measured, not assumed: each video is also scored against ten
+*other* scenes' truths, which is what a model that ignores its prompt would get. Writes
+``eval.json`` and a contact sheet of the first samples.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from captioner.video.sheet import contact_sheet, save_png
 from synthworld import captions
 from synthworld.detect import detect_video
 from synthworld.score import PROMPT_CATEGORIES, prompt_following
+from t2v.compare.metrics import CHANCE_OTHERS
 from t2v.data.synthetic import World, scene_seed
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,9 @@ def evaluate_model(model_dir: str | Path, out: str | Path, num_scenes: int = 50,
     for k, (spec, det) in enumerate(zip(specs, dets)):
         for c, v in prompt_following(spec, det).items():
             hits[c] += v
-        other = specs[(k + 1) % n] if n > 1 else spec  # a derangement: every video vs another scene
-        for c, v in prompt_following(other, det).items():
-            chance[c] += v
+        for j in range(1, min(n - 1, CHANCE_OTHERS) + 1):  # every video vs ten other scenes
+            for c, v in prompt_following(specs[(k + j) % n], det).items():
+                chance[c] += v
     res = {"model": str(model_dir), "scenes": n, "caption_field": caption_field, "steps": steps,
            "guidance": guidance, "world": asdict(world or World()), "score": _rates(hits), "chance": _rates(chance),
            "ceiling": ceiling,

@@ -16,6 +16,7 @@ from synthworld.spec import ObjectSpec, SceneSpec
 from t2v.compare.metrics import (
     ClipScorer,
     bootstrap_ci,
+    chance_rates,
     frechet_distance,
     paired_difference_ci,
     per_prompt_rates,
@@ -161,6 +162,22 @@ def test_scene_following_true_videos_vs_other_scenes(scenes):
     assert np.mean(other["events"]) < 0.25 * np.mean(own["events"])
     assert np.mean(other["binding"]) < 0.4 * np.mean(own["binding"])
     assert np.mean(other["position"]) < 0.5 * np.mean(own["position"])
+
+
+def test_chance_rates_average_other_scenes_per_video(scenes):
+    """Chance: one row per video, each the mean of its rates against the next `others` scenes (never its
+    own); videos without a detection are skipped; true videos score far above their chance."""
+    specs, dets = scenes
+    rows = chance_rates(specs, dets, scene_following, others=3)
+    assert len(rows) == len(specs)
+    k = 5
+    want = [per_prompt_rates(scene_following(specs[k + j], dets[k]))["colour"] for j in (1, 2, 3)]
+    want = [v for v in want if v is not None]
+    assert rows[k]["colour"] == pytest.approx(np.mean(want))
+    own = [per_prompt_rates(scene_following(s, d))["colour"] for s, d in zip(specs, dets)]
+    assert np.mean([r["colour"] for r in rows if "colour" in r]) < 0.5 * np.mean([v for v in own if v is not None])
+    assert len(chance_rates(specs, [None] * 3 + dets[3:], scene_following)) == len(specs) - 3
+    assert chance_rates(specs[:1], dets[:1], scene_following) == [{}]  # one scene: nothing to compare with
 
 
 def test_scene_following_events_need_the_right_time(scenes):

@@ -25,7 +25,7 @@ AGGREGATE_CHARTS = ("rates", "quality")  # charts/<name>.png; a category key may
 DASH = "–"
 # what the usual reference rows mean; other reference names are shown without an explanation
 REFERENCE_HELP = {
-    "chance": "the same videos scored against shuffled prompts",
+    "chance": "the same videos, each scored against ten other prompts' scenes",
     "ceiling": "the true scenes passed through the VAE",
 }
 REFERENCE_STYLE = {"chance": {"color": "0.45", "linestyle": "--"}, "ceiling": {"color": "#2a9d3a", "linestyle": "-"}}

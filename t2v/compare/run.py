@@ -9,8 +9,9 @@ video back and :func:`synthworld.score.scene_following` scores it (when the prom
 every video also gets VBench's temporal flicker, and with ``--clip DIR`` a CLIP score and a Fréchet
 distance of CLIP video features to the reference videos (the true scenes, or ``--reference``
 clips). Categories are averaged per prompt, then bootstrapped over prompts (95% CIs), and each pair
-of models gets a paired bootstrap CI of the difference. Chance = the same videos scored against a
-derangement of the scenes; ceiling = the true scenes through the first model's VAE.
+of models gets a paired bootstrap CI of the difference. Chance = the same videos scored against ten
+other prompts' scenes each (:func:`t2v.compare.metrics.chance_rates`); ceiling = the true scenes
+through the first model's VAE.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from synthworld.score import SCENE_CATEGORIES, scene_following
 from synthworld.spec import SceneSpec
 from t2v.compare.metrics import (
     bootstrap_ci,
+    chance_rates,
     frechet_distance,
     paired_difference_ci,
     per_prompt_rates,
@@ -151,13 +153,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     reference = {}
     fd = {}
     if has_scenes:
-        n = len(items)
-        chance_rows = []
-        for name in names:
-            for k, det in enumerate(dets_of[name]):
-                other = scenes[(k + 1) % n]
-                if other is not None and det is not None:
-                    chance_rows.append(per_prompt_rates(scene_following(other, det)))
+        chance_rows = [row for name in names for row in chance_rates(scenes, dets_of[name], scene_following)]
         pipe, fps = first_pipe
         size = videos_of[names[0]][0].shape[1]
         true = [true_video(pipe, s, fps, size) if s is not None else None for s in scenes]
