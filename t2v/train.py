@@ -141,7 +141,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     t0, seen, last_log = time.time(), 0, time.time()
     curriculum_end = cfg.objective.pure_noise_steps + cfg.objective.noise_ramp_steps
     loss = torch.tensor(float("nan"))
-    bar = tqdm(total=cfg.train.max_steps, initial=step, desc="training", unit="step", disable=not main)
+    budget = f" (stops after {cfg.train.max_minutes:g} min)" if cfg.train.max_minutes > 0 else ""
+    bar = tqdm(total=cfg.train.max_steps, initial=step, desc="training" + budget, unit="step", disable=not main)
     while step < cfg.train.max_steps:
         for _ in range(cfg.train.grad_accum):
             batch = next(batches)
@@ -171,7 +172,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
             if peak:
                 logs["mfu"] = 6 * n_params * tokens * seen / dt / peak
             acc.log(logs, step=step)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", sps=f"{logs['samples_per_s']:.1f}")
+            post = {"loss": f"{logs['loss']:.4f}", "sps": f"{logs['samples_per_s']:.1f}"}
+            if budget:
+                post["min_left"] = f"{max(cfg.train.max_minutes - (time.time() - t0) / 60, 0):.1f}"
+            bar.set_postfix(post)
             seen, last_log = 0, time.time()
         timeout = cfg.train.max_minutes > 0 and time.time() - t0 > 60 * cfg.train.max_minutes
         if step % cfg.train.checkpoint_every == 0 or timeout:
