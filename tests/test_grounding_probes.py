@@ -12,7 +12,16 @@ from synthworld.render import render
 from synthworld.spec import SceneSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from direction_probe import END_REGION, PHRASES, displacement, prompt_sets  # noqa: E402
+from direction_probe import (  # noqa: E402
+    CORNER_SPEED,
+    CORNERS,
+    END_REGION,
+    PHRASES,
+    along,
+    corner_scenes,
+    displacement,
+    prompt_sets,
+)
 from position_probe import centroid  # noqa: E402
 
 
@@ -61,3 +70,23 @@ def test_direction_prompt_sets_match_the_world():
         assert END_REGION[k] in REGION_PHRASES[region_of(end.x, end.y)], (k, region_of(end.x, end.y))
         assert sets["caption"][k].endswith(f"moving {phrase} {END_REGION[k]}.")
     assert len({p.replace(PHRASES[k], "#") for k, p in sets["words"].items()}) == 1
+
+
+def test_corner_scenes_differ_only_in_the_way_and_along_reads_rendered_moves():
+    """The 'scene' set: the oracle's dense captions of corner scenes that differ only in which inward way the
+    square moves; on the true rendered clips `along` reads the slow move's distance, on identical clips 0."""
+    prompts = corner_scenes()
+    assert len(prompts) == 8
+    a, b = prompts["top-left:right"], prompts["top-left:down"]
+    assert a != b and "upper left" in a and "upper left" in b
+    disp, same = {}, {}
+    for corner, ways in CORNERS.items():
+        for way in ways:
+            events = [{"t": 0.0, "obj": 0, "kind": "move", "direction": way, "speed": CORNER_SPEED}]
+            spec = SceneSpec.from_dict({"background": "black", "duration": 4.0, "events": events, "objects": [
+                {"shape": "square", "colour": "red", "size": "large", "region": corner}]})
+            disp[f"{corner}:{way}"] = np.array([displacement(render(spec, size=48, fps=2.0))] * 2)
+            same[f"{corner}:{way}"] = disp[f"{corner}:{ways[0]}"]  # the same video for both ways
+    sep = along(disp)
+    assert sep.shape == (8,) and sep == pytest.approx(CORNER_SPEED * 3.5, abs=0.05)  # 8 frames at 2 fps: 3.5 s
+    assert along(same) == pytest.approx(0.0, abs=1e-9)
