@@ -142,7 +142,7 @@ def true_video(pipe, spec, fps: float, size: int) -> np.ndarray:
 
 def format_table(res: dict) -> str:
     ceil = res.get("ceiling") or {}
-    lines = ["| category | score | chance (shuffled prompts) | ceiling (true scenes through the VAE) | items |",
+    lines = ["| category | score | chance (other scenes' prompts) | ceiling (true scenes through the VAE) | items |",
              "|---|---|---|---|---|"]
     for c in PROMPT_CATEGORIES:
         cl = f"{ceil[c]:.2f}" if c in ceil else "–"
