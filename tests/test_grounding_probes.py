@@ -12,6 +12,7 @@ from synthworld.render import render
 from synthworld.spec import SceneSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from direction_prior import region_prior_score  # noqa: E402
 from direction_probe import (  # noqa: E402
     CORNER_SPEED,
     CORNERS,
@@ -90,3 +91,18 @@ def test_corner_scenes_differ_only_in_the_way_and_along_reads_rendered_moves():
     sep = along(disp)
     assert sep.shape == (8,) and sep == pytest.approx(CORNER_SPEED * 3.5, abs=0.05)  # 8 frames at 2 fps: 3.5 s
     assert along(same) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_region_prior_guesses_the_commonest_way_per_start_region():
+    def scene(region, way):
+        return SceneSpec.from_dict({"background": "black", "duration": 4.0, "objects": [
+            {"shape": "square", "colour": "red", "size": "large", "region": region}],
+            "events": [{"t": 0.0, "obj": 0, "kind": "move", "direction": way, "speed": 0.07}] if way else []})
+
+    train = [scene("top-left", "right")] * 3 + [scene("top-left", "down"), scene("left", "right"), scene("top", None)]
+    heldout = [scene("top-left", "right"), scene("top-left", "down"), scene("left", "right"), scene("bottom", "up"),
+               scene("center", None)]
+    res = region_prior_score(train, heldout)
+    # top-left guesses right (3 of 4): hit, miss; left guesses right: hit; bottom never moved in training: miss
+    assert res["moves"] == 4 and res["score"] == 0.5
+    assert res["ways_per_region"]["top-left"] == {"right": 3, "down": 1}
