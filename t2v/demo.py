@@ -20,7 +20,7 @@ from t2v.data.synthetic import World
 log = logging.getLogger(__name__)
 
 # The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
-# On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the 8-minute
+# On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the demo's
 # budget but not where shapes are or which way they move; on this one it learns all three
 # (README "Does it learn?", docs/does-it-learn.md session 5). Any world is one `t2v synth` away.
 DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)
@@ -93,18 +93,27 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
     train_sum = json.loads((out / "t2v" / "train_summary.json").read_text()) \
         if (out / "t2v" / "train_summary.json").is_file() else {}
     vae_res = json.loads(vae_info.read_text())
+    steps = train_sum.get("steps", cfg.train.max_steps)
+    notes = []
+    if train_sum.get("curriculum_complete") is False:
+        curriculum = cfg.objective.pure_noise_steps + cfg.objective.noise_ramp_steps
+        notes = [f"**Warning**: training ended at step {steps}, inside the {curriculum}-step noise-level curriculum, so "
+                 "low noise levels were barely trained and the scores below are not the preset's. Delete "
+                 f"`{out / 't2v'}` and re-run with a larger budget: `t2v demo --out {out} train.max_minutes=12`.", ""]
+    elif steps < cfg.train.max_steps:
+        notes = [f"Note: the time cap (train.max_minutes={cfg.train.max_minutes:g}) stopped training at step {steps} "
+                 f"of {cfg.train.max_steps}; shapes are learned in the last steps, so expect lower shape scores than "
+                 "the README's.", ""]
     lines = [
         "# dense-t2v demo", "",
         f"- data: {num_clips} synthworld clips ({world}), dense oracle captions: `{cfg.data.manifest}`",
         f"- VAE: `{out / 'vae'}` (reconstruction PSNR {vae_res['psnr']:.1f} dB)",
-        f"- model: `{pipeline}` ({train_sum.get('steps', '?')} steps, final loss {train_sum.get('final_loss', float('nan')):.4f})",
+        f"- model: `{pipeline}` ({train_sum.get('steps', '?')} of {cfg.train.max_steps} steps in "
+        f"{train_sum.get('minutes', float('nan')):.1f} min, final loss {train_sum.get('final_loss', float('nan')):.4f})",
         f"- videos from long dense prompts: `{out / 'videos'}`", "",
-        *([f"**Warning**: training stopped (train.max_minutes) at step {train_sum.get('steps')}, inside the noise-level "
-           "curriculum, so low noise levels were barely trained and the scores below are not the preset's. "
-           f"Delete `{out / 't2v'}` and re-run with a larger budget: `t2v demo --out {out} train.max_minutes=12`.", ""]
-          if train_sum.get("curriculum_complete") is False else []),
+        *notes,
         f"## Prompt following on {eval_scenes} held-out scenes", "", report_table(report), "",
-        "Mean over prompts [bootstrap 95% CI]. Chance = the same videos scored against other scenes' prompts; "
+        "Mean over prompts [bootstrap 95% CI]. Chance = the same videos, each scored against ten other scenes' prompts; "
         "ceiling = the true scenes through the VAE, read by the same detector. "
         f"Report with charts and a gallery: `{out / 'report' / 'report.html'}`.", "",
         "## Prompts", "", *[f"{i}. {p}  \n   → `{v}`" for i, (p, v) in enumerate(zip(prompts, videos))], "",
