@@ -23,7 +23,7 @@ from captioner.backends.tiny_vlm import build_tiny_llava
 from captioner.config import load_captioner_config
 from captioner.diffsw import DiffSWCaptioner
 from captioner.run import tasks_from_manifest
-from t2v.data.synthetic import write_synth_dataset  # a bench may use t2v's synth writer; captioner never does
+from synthworld.dataset import write_synth_dataset
 
 
 def main() -> None:

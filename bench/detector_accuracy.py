@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from captioner.video import open_video, write_mp4
+from clipio.video import open_video, write_mp4
 from synthworld.score import evaluate_detector
 
 

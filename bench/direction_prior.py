@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--prompts", required=True, help="held-out prompts with scenes (t2v prompts / make demo)")
     args = ap.parse_args()
 
-    from captioner.manifest import read_manifest
+    from clipio.manifest import read_manifest
     from t2v.compare.run import load_prompts
 
     train = [SceneSpec.from_dict(r["meta"]["scene"]) for r in read_manifest(args.train_manifest)

@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--sheet-seeds", type=int, default=2, help="seeds per phrase shown in the PNG")
     args = ap.parse_args()
 
-    from captioner.video.sheet import contact_sheet, save_png
+    from clipio.images import contact_sheet, save_png
     from t2v.compare.metrics import bootstrap_ci
     from t2v.generate import load_pipeline, training_fps
 

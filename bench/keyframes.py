@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from captioner.video.samples import sample_video
+from clipio.video.samples import sample_video
 
 VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4")
 
@@ -45,7 +45,7 @@ def child(spec: dict) -> dict:
     """Run one method in this (fresh) process; return its timings and memory."""
     from captioner.embed import build_embedder
     from captioner.keyframes import extract_keyframes
-    from captioner.video import open_video
+    from clipio.video import open_video
 
     embedder = build_embedder(spec["embedder"], path=spec["clip_path"])
     path, method = spec["video"], spec["method"]

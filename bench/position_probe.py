@@ -60,8 +60,10 @@ def x0_at_sigma_one(pipe, prompt: str, seeds: int) -> tuple[float, float]:
         noise = torch.randn(1, tr.in_channels, F, S, S, generator=torch.Generator().manual_seed(s))
         v = tr(noise, torch.tensor([1000.0]), states, mask)
         x0.append(noise - v)
-    video = pipe.video_vae.decode(torch.cat(x0).mean(0, keepdim=True)).float().clamp(-1, 1)
-    frame = ((video[0, :, 0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    from clipio.pixels import to_uint8
+
+    video = pipe.video_vae.decode(torch.cat(x0).mean(0, keepdim=True)).float()  # (1, 3, F, H, W)
+    frame = to_uint8(video[0, :, 0].permute(1, 2, 0))  # first frame (H, W, 3)
     return centroid(frame, threshold=30.0)
 
 
@@ -95,7 +97,7 @@ def fmt_ci(d: dict) -> str:
 def main() -> None:
     args = probe_args(__doc__, TEMPLATE, "where", 12, "runs/bench/position_probe.json").parse_args()
 
-    from captioner.video.sheet import contact_sheet, save_png
+    from clipio.images import contact_sheet, save_png
     from t2v.generate import load_pipeline
 
     pipe = load_pipeline(args.model)

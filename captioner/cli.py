@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def _probe(a: argparse.Namespace) -> int:
-    from captioner.video import VideoError, open_video
+    from clipio.video import VideoError, open_video
 
     failed = 0
     for path in a.videos:
@@ -108,8 +108,8 @@ def _tiny_vlm(a: argparse.Namespace) -> int:
 
 def _clip_summary(a: argparse.Namespace) -> int:
     from captioner.config import build_backend, load_captioner_config
-    from captioner.manifest import read_manifest
     from captioner.modes import clip_summary
+    from clipio.manifest import read_manifest
 
     rec = next((r for r in read_manifest(a.manifest) if r["id"] == a.id), None)
     if rec is None:

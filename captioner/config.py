@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from captioner.strict import ConfigError, apply_overrides, from_dict, load_yaml_mapping
+from clipio.config import ConfigError, apply_overrides, from_dict, load_yaml_mapping
 
 
 @dataclass

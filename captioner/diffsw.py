@@ -27,9 +27,9 @@ from PIL import Image, ImageDraw
 
 from captioner.backends.base import ChatRequest
 from captioner.config import CaptionerConfig
-from captioner.manifest import error_record
 from captioner.prompting import PromptSet, fmt_t
-from captioner.video import open_video
+from clipio.manifest import error_record
+from clipio.video import open_video
 
 log = logging.getLogger(__name__)
 GRID_LABEL_HEIGHT = 14

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from captioner.manifest import iter_manifest
+from clipio.manifest import iter_manifest
 
 log = logging.getLogger(__name__)
 

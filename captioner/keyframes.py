@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from captioner.embed import Embedder, PixelEmbedder
-from captioner.video import VideoReader, open_video
+from clipio.video import VideoReader, open_video
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def extract_keyframes(
 def save_keyframes(keyframes: list[Keyframe], out: str | os.PathLike, cell: int = 160) -> dict:
     """Write ``keyframe-000-0.00s.png``…, ``keyframes.json`` ({t, index, similarity, file} per key-frame)
     and ``contact_sheet.png`` (one row, labelled with the times) into ``out``; return a summary."""
-    from captioner.video.sheet import contact_sheet, save_png
+    from clipio.images import contact_sheet, save_png
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

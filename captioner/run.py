@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from captioner.config import CaptionerConfig, build_backend
 from captioner.diffsw import ClipTask, DiffSWCaptioner
-from captioner.manifest import ManifestWriter, read_manifest, resolve_video
+from clipio.manifest import ManifestWriter, read_manifest, resolve_video
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif", ".flv", ".mpg", ".mpeg", ".ts", ".wmv"}

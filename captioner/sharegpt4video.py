@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from captioner.manifest import ManifestWriter, error_record, iter_manifest
+from clipio.manifest import ManifestWriter, error_record, iter_manifest
 
 log = logging.getLogger(__name__)
 

@@ -53,6 +53,24 @@ class Blob:
     corner: float  # diagonal-minus-axis 4th moment over μ2² (square ≈ +0.6, circle ≈ 0)
 
 
+def blob_centre(b: Blob, shape: str | None = None) -> tuple[float, float]:
+    """A blob's position in the spec's sense (bounding-box centre) when it is a ``shape`` (default:
+    its own): a triangle's centroid sits a third of its half-height below the box centre."""
+    return (b.cx, b.cy - b.half / 3) if (shape or b.shape) == "triangle" else (b.cx, b.cy)
+
+
+def background_name(rgb) -> str:
+    """The palette background nearest to an RGB colour."""
+    return min(BACKGROUNDS, key=lambda n: np.linalg.norm(np.subtract(BACKGROUNDS[n], rgb)))
+
+
+def direction_of(dx: float, dy: float) -> str:
+    """The dominant axis direction of a displacement (frame fractions, ``y`` down)."""
+    if abs(dx) >= abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"
+
+
 @dataclass
 class DetectedEvent:
     t: float
@@ -101,8 +119,7 @@ class Track:
         if not (0 <= k < len(self.blobs) and self.blobs[k] is not None):
             return None
         b = self.blobs[k]
-        # a triangle's centroid sits a third of its half-height below the box centre
-        return (b.cx, b.cy - b.half / 3) if self.shape == "triangle" else (b.cx, b.cy)
+        return blob_centre(b, self.shape)  # the track's voted shape, not this frame's guess
 
 
 @dataclass
@@ -230,8 +247,7 @@ def detect_video(frames: np.ndarray, fps: float, background: np.ndarray | None =
     T = len(frames)
     for tr in tracks:
         tr.events = _events(tr, T, fps)
-    bg_name = min(BACKGROUNDS, key=lambda b: np.linalg.norm(np.subtract(BACKGROUNDS[b], bg)))
-    return Detection(bg_name, tuple(float(v) for v in bg), fps, T, tracks)
+    return Detection(background_name(bg), tuple(float(v) for v in bg), fps, T, tracks)
 
 
 def _track(per_frame: list[list[Blob]], fps: float, max_gap: int = 1) -> list[Track]:
@@ -314,10 +330,8 @@ def _motion_events(tr: Track, fps: float) -> list[DetectedEvent]:
     for dx, dy in step:
         if np.hypot(dx, dy) < thr:
             label.append(None)
-        elif abs(dx) >= abs(dy):
-            label.append("right" if dx > 0 else "left")
         else:
-            label.append("down" if dy > 0 else "up")
+            label.append(direction_of(dx, dy))
     # forgive one-step glitches inside a run (a step that disagrees with both neighbours)
     for k in range(1, len(label) - 1):
         if label[k - 1] == label[k + 1] and label[k] != label[k - 1]:

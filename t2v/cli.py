@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def _synth(a: argparse.Namespace) -> int:
-    from t2v.data.synthetic import World, describe_dataset, write_synth_dataset
+    from synthworld.dataset import World, describe_dataset, write_synth_dataset
 
     s = write_synth_dataset(a.out, a.num_clips, seed=a.seed, size=a.size, fps=a.fps, seconds=a.seconds,
                             world=World(a.max_objects, a.max_events, a.moving_start))

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from captioner.strict import ConfigError, apply_overrides, from_dict, load_yaml_mapping
+from clipio.config import ConfigError, apply_overrides, from_dict, load_yaml_mapping
 
 __all__ = ["ConfigError", "RunConfig", "apply_overrides", "from_dict", "load_config", "validate"]
 

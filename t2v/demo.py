@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from t2v.data.synthetic import World
+from synthworld.dataset import World
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,10 @@ DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)
 def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/tiny.yaml", num_clips: int = 1000,
              eval_scenes: int = 50, vae_steps: int = 1000, overrides: list[str] | None = None,
              world: World = DEMO_WORLD) -> Path:
+    from synthworld.dataset import caption_for, heldout_specs, write_synth_dataset
     from t2v.compare.run import compare_models, report_table, write_heldout_prompts
     from t2v.config import load_config
     from t2v.data.cache import build_cache
-    from t2v.data.synthetic import write_synth_dataset
-    from t2v.evaluate import caption_for, heldout_specs
     from t2v.generate import generate
     from t2v.models.build import build_text_encoder, build_vae
     from t2v.train import latest_checkpoint, train

@@ -17,54 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from tqdm import tqdm
 
-from captioner.video import write_gif
-from captioner.video.sheet import contact_sheet, save_png
-from synthworld import captions
+from clipio.images import contact_sheet, save_png
+from clipio.pixels import to_signed, to_uint8
+from clipio.video import write_gif
+from synthworld.dataset import World, caption_for, heldout_specs, training_world
 from synthworld.detect import detect_video
 from synthworld.score import PROMPT_CATEGORIES, prompt_following
 from t2v.compare.metrics import CHANCE_OTHERS
-from t2v.data.synthetic import World, scene_seed
 
 log = logging.getLogger(__name__)
-HELDOUT_DATASET_SEED = 1_000_003  # scene seeds derived from it never meet those of small dataset seeds
-
-
-def heldout_specs(num: int, duration: float, exclude: set[int] | None = None, world: World | None = None,
-                  dataset_seed: int = HELDOUT_DATASET_SEED):
-    """``num`` scenes of ``world`` (default: the full synthworld) whose seeds are not in ``exclude``."""
-    world = world or World()
-    specs = []
-    i = 0
-    while len(specs) < num:
-        s = scene_seed(dataset_seed, i)
-        i += 1
-        spec = world.scene(s, duration)
-        if exclude and spec.seed in exclude:  # spec.seed, not s: a moving-start world may draw a later candidate
-            continue
-        specs.append(spec)
-    return specs
-
-
-def training_world(train_manifest: str | Path | None) -> tuple[set[int] | None, World | None]:
-    """``(scene seeds to exclude, world)`` of a synthworld training manifest: held-out scenes come from
-    the same world and are none of its scenes. ``(None, None)`` without a manifest."""
-    if not train_manifest:
-        return None, None
-    from captioner.manifest import read_manifest
-
-    seeds = {r["meta"]["scene"]["seed"] for r in read_manifest(train_manifest)
-             if r["status"] == "ok" and "scene" in r.get("meta", {})}
-    return seeds, World.of_manifest(train_manifest)
-
-
-def caption_for(spec, field: str) -> str:
-    if field == "short":
-        return captions.short_caption(spec)
-    if field == "dense":
-        return captions.dense_caption(spec)
-    raise ValueError(f"caption_field {field!r}: held-out synthworld prompts exist for 'short' and 'dense'")
 
 
 def _rates(hits: dict[str, list[bool]]) -> dict[str, float]:
@@ -135,9 +99,9 @@ def true_video(pipe, spec, fps: float, size: int) -> np.ndarray:
 
     vae = pipe.video_vae
     frames = render(spec, size=size, fps=fps)  # (F, H, W, 3) uint8
-    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, F, H, W)
-    y = vae.decode(vae.encode(x.to(pipe.vae.dtype))).float().clamp(-1, 1)
-    return ((y[0].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy()  # (F, H, W, 3)
+    x = rearrange(to_signed(frames), "f h w c -> 1 c f h w")
+    y = vae.decode(vae.encode(x.to(pipe.vae.dtype))).float()
+    return to_uint8(rearrange(y, "1 c f h w -> f h w c"))
 
 
 def format_table(res: dict) -> str:

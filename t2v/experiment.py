@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from t2v.data.synthetic import World
+from synthworld.dataset import World
 from t2v.demo import DEMO_WORLD
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,10 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "co
                    overrides: list[str] | None = None, world: World = DEMO_WORLD) -> Path:
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest
+    from synthworld.dataset import write_synth_dataset
     from t2v.compare.run import compare_models, write_heldout_prompts
     from t2v.config import load_config
     from t2v.data.cache import build_cache
-    from t2v.data.synthetic import write_synth_dataset
     from t2v.models.build import build_text_encoder, build_vae
     from t2v.train import latest_checkpoint, train
     from t2v.vae_train import train_vae

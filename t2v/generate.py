@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from captioner.video import write_video
+from clipio.video import write_video
 
 log = logging.getLogger(__name__)
 

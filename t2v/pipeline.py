@@ -19,6 +19,9 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from einops import rearrange
+
+from clipio.pixels import to_uint8
 
 # imported so diffusers can resolve the saved "transformer" component ("t2v.models.backbone")
 from t2v.models.backbone import T2VTransformer  # noqa: F401
@@ -156,9 +159,7 @@ class TextToVideoPipeline(DiffusionPipeline):
             frames = latents
         else:
             video = vae.decode(latents.to(self.vae.dtype)).float()  # (B, 3, F, H, W) in [−1, 1]
-            video = (video + 1) / 2
-            frames = video if output_type == "pt" else (
-                (video.permute(0, 2, 3, 4, 1) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy())
+            frames = (video + 1) / 2 if output_type == "pt" else to_uint8(rearrange(video, "b c f h w -> b f h w c"))
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames,)

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from tqdm import tqdm
 
-from captioner.manifest import resolve_video
-from captioner.video import open_video
+from clipio.manifest import resolve_video
+from clipio.pixels import to_signed, to_uint8
+from clipio.video import open_video
 from t2v.data.dataset import ok_records
 from t2v.models.vae import build_tiny_kl
 
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def load_frames(manifest: str | Path, size: int, per_clip: int = 16, max_frames: int = 20_000) -> np.ndarray:
     """uint8 (N, size, size, 3): evenly spaced frames of every ok clip (resized at decode)."""
-    recs = [r for r in ok_records(manifest, next(iter(_first_caption_field(manifest))))]
+    recs = ok_records(manifest)  # frames only: captions are not needed
     frames = []
     for r in tqdm(recs, desc="reading frames", unit="clip"):
         with open_video(resolve_video(manifest, r), size=(size, size)) as v:
@@ -33,15 +35,6 @@ def load_frames(manifest: str | Path, size: int, per_clip: int = 16, max_frames:
         if sum(len(f) for f in frames) >= max_frames:
             break
     return np.concatenate(frames)[:max_frames]
-
-
-def _first_caption_field(manifest) -> set[str]:
-    from captioner.manifest import iter_manifest
-
-    for r in iter_manifest(manifest):
-        if r["status"] == "ok":
-            return set(r.get("captions") or {"short": ""}) or {"short"}
-    raise ValueError(f"manifest {manifest} has no status=ok records")
 
 
 def foreground_weight(x: torch.Tensor, fg_weight: float) -> torch.Tensor:
@@ -60,7 +53,7 @@ def train_vae(manifest: str | Path, out: str | Path, size: int = 64, steps: int 
               lr: float = 3e-3, latent_channels: int = 4, block_out_channels=(16, 32, 32), kl_weight: float = 1e-6,
               fg_weight: float = 20.0, seed: int = 0) -> dict:
     torch.manual_seed(seed)
-    data = torch.from_numpy(load_frames(manifest, size)).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # (N, 3, S, S)
+    data = rearrange(to_signed(load_frames(manifest, size)), "n h w c -> n c h w")
     vae = build_tiny_kl(latent_channels, block_out_channels, size)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -103,7 +96,7 @@ def detector_agreement(vae, data: torch.Tensor, per_clip: int, clips: int = 30) 
     from synthworld.detect import detect_video
 
     def objects(frames: torch.Tensor) -> list:
-        u8 = ((frames.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        u8 = to_uint8(rearrange(frames, "f c h w -> f h w c"))
         return sorted((t.colour, t.shape) for t in detect_video(u8, fps=2.0).tracks)
 
     n = min(clips, len(data) // per_clip)

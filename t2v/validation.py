@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captioner.video import write_gif
-from captioner.video.sheet import contact_sheet, save_png
+from clipio.images import contact_sheet, save_png
+from clipio.video import write_gif
 from t2v.config import RunConfig
 
 log = logging.getLogger(__name__)

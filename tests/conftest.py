@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from captioner.video.samples import sample_video
+from clipio.video.samples import sample_video
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -28,7 +28,7 @@ def sample_videos() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_manifest(tmp_path_factory) -> Path:
     """Eight synthworld clips (48 px, 8 fps, 2 s) with oracle captions."""
-    from t2v.data.synthetic import write_synth_dataset
+    from synthworld.dataset import write_synth_dataset
 
     out = tmp_path_factory.mktemp("synth")
     return write_synth_dataset(out, 8, seed=11, size=48, fps=8, seconds=2, progress=False).manifest

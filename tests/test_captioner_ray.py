@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from captioner.config import load_captioner_config
-from captioner.manifest import read_manifest
 from captioner.run import run_captioner, tasks_from_manifest
-from t2v.data.synthetic import write_synth_dataset
+from clipio.manifest import read_manifest
+from synthworld.dataset import write_synth_dataset
 
 ORACLE = Path(__file__).resolve().parents[1] / "configs" / "captioner" / "oracle.yaml"
 

@@ -17,14 +17,14 @@ import pytest
 from captioner.backends.oracle import OracleBackend
 from captioner.config import ConfigError, load_captioner_config
 from captioner.diffsw import DiffSWCaptioner
-from captioner.manifest import read_manifest
 from captioner.modes import clip_summary, recaption
 from captioner.prompting import fmt_t
 from captioner.run import run_captioner, shard, tasks_from_manifest, tasks_from_videos
+from clipio.manifest import read_manifest
+from synthworld.dataset import write_synth_dataset
 from synthworld.generate import random_scene
 from synthworld.score import caption_names_events, timed_sentences
 from synthworld.spec import SceneSpec
-from t2v.data.synthetic import write_synth_dataset
 
 ORACLE = Path(__file__).resolve().parents[1] / "configs" / "captioner" / "oracle.yaml"
 
@@ -107,7 +107,7 @@ def test_a_failing_request_fails_only_its_clip(synth, tmp_path):
 
 
 def _first_frame_sum(task) -> int:
-    from captioner.video import open_video
+    from clipio.video import open_video
 
     with open_video(task.path) as v:
         return int(v.frames_at([0.0])[0].sum())

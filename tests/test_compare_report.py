@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.video import write_gif
+from clipio.video import write_gif
 from t2v.compare.report import write_report
 
 RATES = [("colour", "object colour"), ("shape", "object shape"), ("binding", "attribute binding"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from captioner.video import open_video, write_mp4
+from clipio.video import open_video, write_mp4
 from synthworld.detect import describe, detect_video
 from synthworld.generate import random_scene
 from synthworld.render import render

@@ -10,8 +10,8 @@ import pytest
 
 from captioner.cli import main
 from captioner.filter import TextEmbedder, filter_manifest, novelty_filter
-from captioner.manifest import ManifestWriter, read_manifest, resolve_video, validate_record
 from captioner.sharegpt4video import export_sharegpt4video, import_sharegpt4video
+from clipio.manifest import ManifestWriter, read_manifest, resolve_video, validate_record
 
 NEAR_A = "a red circle moves left"
 NEAR_B = "a red circle is moving to the left"

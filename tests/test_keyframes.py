@@ -11,7 +11,7 @@ from conftest import SAMPLE_VIDEOS
 from captioner.cli import main as captioner_main
 from captioner.embed import CLIPEmbedder, PixelEmbedder, build_embedder
 from captioner.keyframes import candidate_indices, extract_keyframes
-from captioner.video import open_video, write_mp4
+from clipio.video import open_video, write_mp4
 
 
 @pytest.mark.parametrize("name", list(SAMPLE_VIDEOS))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from captioner.manifest import ManifestError, ManifestWriter, error_record, read_manifest, resolve_video
-from captioner.video import open_video
+from clipio.manifest import ManifestError, ManifestWriter, error_record, read_manifest, resolve_video
+from clipio.video import open_video
+from synthworld import dataset as synthetic
 from synthworld.spec import SceneSpec
-from t2v.data import synthetic
 
 BIN = Path(sys.executable).parent
 
@@ -118,7 +118,7 @@ def test_a_failing_clip_becomes_an_error_record_and_the_run_goes_on(tmp_path, mo
 
 def test_synth_resumes_after_kill(tmp_path):
     """SIGKILL part-way, run again: every clip exactly once."""
-    code = ("import sys; from t2v.data.synthetic import write_synth_dataset;"
+    code = ("import sys; from synthworld.dataset import write_synth_dataset;"
             f"write_synth_dataset({str(tmp_path)!r}, 400, seed=3, progress=False)")
     p = subprocess.Popen([sys.executable, "-c", code])
     manifest = tmp_path / "manifest.jsonl"

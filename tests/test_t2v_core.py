@@ -238,6 +238,17 @@ def test_vae_round_trip_shapes():
     assert vae.decode(z).shape == video.shape
 
 
+def test_untrained_vae_is_reproducible_and_leaves_the_global_rng_alone(tmp_path):
+    cfg = load_config(TINY, ["vae.path=null", "data.size=32", "vae.block_out_channels=[8, 16]"])
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a, b = build_vae(cfg), build_vae(cfg)
+    assert torch.equal(torch.rand(3), expected)  # the caller's random stream goes on as if untouched
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
 def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
     cfg = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path))
     ds = ManifestClipDataset(tiny_manifest, "dense", 4, 4.0, 32)
@@ -245,7 +256,7 @@ def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
     assert item["video"].shape == (3, 4, 32, 32) and -1 <= item["video"].min() and item["video"].max() <= 1
     assert item["caption"] == ds.records[3]["captions"]["dense"]
     # the manifest's recorded size spares a probe; probing the file gives the same frames
-    from captioner.manifest import resolve_video
+    from clipio.manifest import resolve_video
     from t2v.data.dataset import decode_clip, to_tensor
 
     r = ds.records[3]
@@ -343,13 +354,14 @@ def test_pipeline_long_prompt_and_batch(tiny_pipe):
 
 
 def test_train_vae_saves_a_loadable_diffusers_folder(tiny_manifest, tmp_path):
+    from clipio.pixels import to_signed
     from t2v.vae_train import foreground_weight, load_frames, train_vae
 
     res = train_vae(tiny_manifest, tmp_path / "vae", size=32, steps=60, batch_size=8, block_out_channels=(8, 16))
     vae = VideoVAE.from_pretrained(str(tmp_path / "vae"))
     assert vae.scale == pytest.approx(res["scaling_factor"]) and 0 <= res["detector_agreement"] <= 1
     # it learned something: reconstructions beat those of the same VAE untrained
-    x = torch.from_numpy(load_frames(tiny_manifest, 32)[:64]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = to_signed(load_frames(tiny_manifest, 32)[:64]).permute(0, 3, 1, 2)  # (N, 3, H, W)
     torch.manual_seed(0)
     raw = build_tiny_kl(4, (8, 16), 32)
     with torch.no_grad():
@@ -360,3 +372,17 @@ def test_train_vae_saves_a_loadable_diffusers_folder(tiny_manifest, tmp_path):
     x[:, 0, 2:4, 2:4] = 1.0  # a red 2×2 square on black
     w = foreground_weight(x, 20.0)
     assert w[0, 0, 2, 2] == 21.0 and w[0, 0, 0, 0] == 1.0
+
+
+def test_vae_frames_need_no_captions(tiny_manifest, tmp_path):
+    """A manifest of uncaptioned clips (e.g. straight after `captioner split`) is enough to train a VAE."""
+    import json
+
+    from t2v.vae_train import load_frames
+
+    recs = [json.loads(line) for line in tiny_manifest.read_text().splitlines()]
+    bare = tmp_path / "manifest.jsonl"
+    bare.write_text("".join(json.dumps({**{k: v for k, v in r.items() if k != "captions"},
+                                        "video": str(tiny_manifest.parent / r["video"])}) + "\n" for r in recs))
+    frames = load_frames(bare, 32, per_clip=2)
+    assert frames.shape == (2 * len(recs), 32, 32, 3) and frames.dtype == np.uint8

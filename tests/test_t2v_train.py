@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_overrides
 from safetensors.torch import load_file
 
-from captioner.video import open_video
+from clipio.video import open_video
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_VIDEOS
 
-from captioner.video import (
+from clipio.video import (
     CorruptVideoError,
     EmptyVideoError,
     NotAVideoError,
@@ -25,7 +25,7 @@ from captioner.video import (
     write_mp4,
     write_video,
 )
-from captioner.video import backends as vb
+from clipio.video import backends as vb
 
 BACKENDS = ["decord", "pyav"]
 

@@ -34,7 +34,7 @@ from scipy.optimize import linear_sum_assignment
 from captioner.backends.base import ChatRequest
 from captioner.prompting import fmt_t
 from synthworld import captions
-from synthworld.detect import detect_frame, estimate_background
+from synthworld.detect import background_name, blob_centre, detect_frame, direction_of, estimate_background
 from synthworld.simulate import check_inside, states_at
 from synthworld.spec import (
     BACKGROUNDS,
@@ -75,10 +75,9 @@ def see(image: np.ndarray) -> tuple[str, list[Seen]]:
     bg = estimate_background(image[None])
     out = []
     for b in detect_frame(image, bg):
-        y = b.cy - b.half / 3 if b.shape == "triangle" else b.cy  # triangle centroid sits below box centre
-        out.append(Seen(b.colour, b.shape, b.size, float(b.cx), float(y)))
-    name = min(BACKGROUNDS, key=lambda n: np.linalg.norm(np.subtract(BACKGROUNDS[n], bg)))
-    return name, out
+        x, y = blob_centre(b)
+        out.append(Seen(b.colour, b.shape, b.size, float(x), float(y)))
+    return background_name(bg), out
 
 
 def _region_phrase(x: float, y: float) -> str:
@@ -127,7 +126,7 @@ def diff(prev: np.ndarray, cur: np.ndarray, t0: float, t1: float, previous: str 
         was = before.get(p.colour)
         dx, dy = q.x - p.x, q.y - p.y
         if max(abs(dx), abs(dy)) >= _MIN_STEP:
-            d = ("right" if dx > 0 else "left") if abs(dx) >= abs(dy) else ("down" if dy > 0 else "up")
+            d = direction_of(dx, dy)
             speed = min(SPEEDS, key=lambda k: abs(SPEEDS[k] - max(abs(dx), abs(dy)) / dt))
             if was == d:
                 clauses.append(f"the {q.colour} {q.shape} keeps moving {d}")

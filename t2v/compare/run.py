@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from captioner.video import write_gif
+from clipio.video import write_gif
 from synthworld.detect import detect_video
 from synthworld.score import SCENE_CATEGORIES, scene_following
 from synthworld.spec import SceneSpec
@@ -78,7 +78,7 @@ def load_prompts(path: str | Path) -> list[PromptItem]:
 def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str = "dense",
                           train_manifest: str | Path | None = None) -> Path:
     """``num`` held-out synthworld scenes (never in ``train_manifest``; its world) with their captions."""
-    from t2v.evaluate import caption_for, heldout_specs, training_world
+    from synthworld.dataset import caption_for, heldout_specs, training_world
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

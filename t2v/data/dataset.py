@@ -11,23 +11,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch.utils.data import Dataset
 
-from captioner.manifest import read_manifest, resolve_video
-from captioner.video import open_video
+from clipio.manifest import read_manifest, resolve_video
+from clipio.pixels import to_signed
+from clipio.video import open_video
 
 log = logging.getLogger(__name__)
 
 
-def ok_records(manifest: str | Path, caption_field: str) -> list[dict]:
-    """The usable records of a manifest, checked for the caption field."""
+def ok_records(manifest: str | Path, caption_field: str | None = None) -> list[dict]:
+    """The usable records of a manifest, checked for the caption field when one is given."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {manifest} does not exist (data.manifest)")
     recs = [r for r in read_manifest(manifest) if r["status"] == "ok"]
     if not recs:
         raise ValueError(f"manifest {manifest} has no status=ok records")
-    missing = [r["id"] for r in recs if caption_field not in (r.get("captions") or {})]
+    missing = [] if caption_field is None else [r["id"] for r in recs if caption_field not in (r.get("captions") or {})]
     if missing:
         have = sorted({k for r in recs for k in (r.get("captions") or {})})
         raise ValueError(f"data.caption_field {caption_field!r} is missing in {len(missing)} records "
@@ -64,7 +66,7 @@ def _probe_size(path: Path) -> tuple[int, int]:
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 (F, H, W, 3) → float (3, F, H, W) in [−1, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+    return rearrange(to_signed(frames), "f h w c -> c f h w")
 
 
 class ManifestClipDataset(Dataset):

@@ -23,9 +23,10 @@ def build_vae(cfg: RunConfig, dtype=torch.float32) -> VideoVAE:
     if cfg.vae.path is None:
         log.warning("vae.path is not set: using an UNTRAINED tiny AutoencoderKL (fine for tests, useless for "
                     "real runs; make one with `t2v train-vae`)")
-        torch.manual_seed(0)
-        return VideoVAE(build_tiny_kl(cfg.vae.latent_channels, cfg.vae.block_out_channels, cfg.data.size),
-                        cfg.vae.scaling_factor)
+        with torch.random.fork_rng(devices=[]):  # the same untrained VAE every time, the caller's RNG untouched
+            torch.manual_seed(0)
+            return VideoVAE(build_tiny_kl(cfg.vae.latent_channels, cfg.vae.block_out_channels, cfg.data.size),
+                            cfg.vae.scaling_factor)
     return VideoVAE.from_pretrained(cfg.vae.path, cfg.vae.scaling_factor, dtype=dtype)
 
 

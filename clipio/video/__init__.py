@@ -3,7 +3,7 @@
 Used by every package (synthworld writes through it, t2v's dataset decodes through it).
 """
 
-from captioner.video.errors import (
+from clipio.video.errors import (
     CorruptVideoError,
     EmptyVideoError,
     NotAVideoError,
@@ -11,8 +11,8 @@ from captioner.video.errors import (
     VideoNotFoundError,
     VideoTimeoutError,
 )
-from captioner.video.reader import VideoInfo, VideoReader, available_backends, open_video, probe
-from captioner.video.writer import write_gif, write_mp4, write_video
+from clipio.video.reader import VideoInfo, VideoReader, available_backends, open_video, probe
+from clipio.video.writer import write_gif, write_mp4, write_video
 
 __all__ = [
     "CorruptVideoError",

@@ -1,4 +1,4 @@
-"""Decoder backends behind :class:`captioner.video.VideoReader`: decord (default) and PyAV.
+"""Decoder backends behind :class:`clipio.video.VideoReader`: decord (default) and PyAV.
 
 Each backend exposes ``name, fps, num_frames, width, height`` and ``get_batch(indices)``,
 ``read_all()``, ``close()``; frames are uint8 RGB ``(N, H, W, 3)``. Backends raise

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from captioner.video.errors import (
+from clipio.video.errors import (
     CorruptVideoError,
     EmptyVideoError,
     NotAVideoError,
@@ -205,7 +205,7 @@ def open_video(
     Raises:
         VideoNotFoundError, NotAVideoError, EmptyVideoError, CorruptVideoError, VideoTimeoutError.
     """
-    from captioner.video import backends as vb
+    from clipio.video import backends as vb
 
     path = Path(path)
     if not path.is_file():

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from captioner.manifest import ManifestWriter, error_record, read_manifest, resolve_video
-from captioner.video import open_video, write_mp4
-from captioner.video.sheet import contact_sheet, save_png
+from clipio.images import contact_sheet, save_png
+from clipio.manifest import ManifestWriter, error_record, read_manifest, resolve_video
+from clipio.video import open_video, write_mp4
 from synthworld import captions
 from synthworld.generate import random_scene
 from synthworld.render import render
@@ -181,3 +181,41 @@ def describe_dataset(manifest: str | Path, sheet_path: str | Path | None = None,
         save_png(sheet_path, contact_sheet(rows, labels, col_labels, cell=72, label_width=220))
         lines.append(f"contact sheet: {sheet_path}")
     return "\n".join(line for line in lines if line)
+
+
+# ----------------------------------------------------------------------------- held-out scenes
+HELDOUT_DATASET_SEED = 1_000_003  # scene seeds derived from it never meet those of small dataset seeds
+
+
+def heldout_specs(num: int, duration: float, exclude: set[int] | None = None, world: World | None = None,
+                  dataset_seed: int = HELDOUT_DATASET_SEED):
+    """``num`` scenes of ``world`` (default: the full synthworld) whose seeds are not in ``exclude``."""
+    world = world or World()
+    specs = []
+    i = 0
+    while len(specs) < num:
+        s = scene_seed(dataset_seed, i)
+        i += 1
+        spec = world.scene(s, duration)
+        if exclude and spec.seed in exclude:  # spec.seed, not s: a moving-start world may draw a later candidate
+            continue
+        specs.append(spec)
+    return specs
+
+
+def training_world(train_manifest: str | Path | None) -> tuple[set[int] | None, World | None]:
+    """``(scene seeds to exclude, world)`` of a synthworld training manifest: held-out scenes come from
+    the same world and are none of its scenes. ``(None, None)`` without a manifest."""
+    if not train_manifest:
+        return None, None
+    seeds = {r["meta"]["scene"]["seed"] for r in read_manifest(train_manifest)
+             if r["status"] == "ok" and "scene" in r.get("meta", {})}
+    return seeds, World.of_manifest(train_manifest)
+
+
+def caption_for(spec, field: str) -> str:
+    if field == "short":
+        return captions.short_caption(spec)
+    if field == "dense":
+        return captions.dense_caption(spec)
+    raise ValueError(f"caption_field {field!r}: held-out synthworld prompts exist for 'short' and 'dense'")
