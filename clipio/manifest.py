@@ -1,6 +1,6 @@
 """The manifest: JSON Lines, one record per clip, append-only — the contract between captioner and t2v.
 
-A record (see DESIGN.md)::
+A record (the contract is written out in docs/clipio.md)::
 
     {"id": "clip-000017", "video": "clips/clip-000017.mp4", "start": 0.0, "end": 4.0,
      "fps": 8.0, "width": 64, "height": 64, "status": "ok", "error": null,

@@ -19,6 +19,11 @@ from synthworld.dataset import World
 
 log = logging.getLogger(__name__)
 
+# Stage times (s) of a clean-clone `make demo` on the machine the README's figures come from, and that
+# machine's fp32 matmul rate: the up-front estimate scales them by the rate measured here and now.
+REFERENCE_GFLOPS = 100.0
+REFERENCE_SECONDS = {"synth": 57, "vae": 60, "cache": 24, "train": 493, "generate": 10, "eval": 20}
+
 # The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
 # On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the demo's
 # budget but not where shapes are or which way they move; on this one it learns all three
@@ -41,6 +46,8 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
     out = Path(out)
     times: dict[str, float] = {}
     t0 = time.time()
+    gflops = matmul_gflops()
+    log.info("demo: %s", plan(num_clips, vae_steps, eval_scenes, gflops))
     cfg = load_config(config, [f"data.manifest={out / 'data' / 'manifest.jsonl'}", f"vae.path={out / 'vae'}",
                                f"train.output_dir={out / 't2v'}", *(overrides or [])])
 
@@ -94,15 +101,15 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
     vae_res = json.loads(vae_info.read_text())
     steps = train_sum.get("steps", cfg.train.max_steps)
     notes = []
-    if train_sum.get("curriculum_complete") is False:
+    if train_sum.get("curriculum_complete") is False:  # train.max_steps shorter than the curriculum
         curriculum = cfg.objective.pure_noise_steps + cfg.objective.noise_ramp_steps
-        notes = [f"**Warning**: training ended at step {steps}, inside the {curriculum}-step noise-level curriculum, so "
-                 "low noise levels were barely trained and the scores below are not the preset's. Delete "
-                 f"`{out / 't2v'}` and re-run with a larger budget: `t2v demo --out {out} train.max_minutes=12`.", ""]
+        notes = [f"**Warning**: training ended at step {steps}, inside the {curriculum}-step noise-level curriculum "
+                 f"(train.max_steps={cfg.train.max_steps}), so low noise levels were barely trained and the scores "
+                 "below are not the preset's.", ""]
     elif steps < cfg.train.max_steps:
-        notes = [f"Note: the time cap (train.max_minutes={cfg.train.max_minutes:g}) stopped training at step {steps} "
-                 f"of {cfg.train.max_steps}; shapes are learned in the last steps, so expect lower shape scores than "
-                 "the README's.", ""]
+        notes = [f"**Note**: training stopped at step {steps} of {cfg.train.max_steps} (a time cap, "
+                 f"train.max_minutes={cfg.train.max_minutes:g}, or an interrupted run), so the scores below are "
+                 f"not the preset's. Delete `{out / 't2v'}` and re-run without the cap.", ""]
     lines = [
         "# dense-t2v demo", "",
         f"- data: {num_clips} synthworld clips ({world}), dense oracle captions: `{cfg.data.manifest}`",
@@ -117,7 +124,32 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/ti
         f"Report with charts and a gallery: `{out / 'report' / 'report.html'}`.", "",
         "## Prompts", "", *[f"{i}. {p}  \n   → `{v}`" for i, (p, v) in enumerate(zip(prompts, videos))], "",
         "## Wall time (s)", "", *[f"- {k}: {v}" for k, v in times.items()], f"- total: {time.time() - t0:.0f}",
+        f"- this machine's fp32 matmul rate at the start: {gflops:.0f} GFLOP/s", "",
     ]
     summary.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
+
+
+def matmul_gflops(n: int = 1024, seconds: float = 0.3) -> float:
+    """This machine's fp32 matmul rate right now (GFLOP/s), over ``seconds`` of ``n``×``n`` products."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    k, t0 = 0, time.perf_counter()
+    while (dt := time.perf_counter() - t0) < seconds or k == 0:
+        a @ b
+        k += 1
+    return 2 * n**3 * k / dt / 1e9
+
+
+def plan(num_clips: int, vae_steps: int, eval_scenes: int, gflops: float) -> str:
+    """What the demo will do and how long it should take here: the reference stage times scaled by
+    this machine's matmul rate (each stage's progress bar then shows its own ETA)."""
+    scale = REFERENCE_GFLOPS / max(gflops, 1e-3)
+    minutes = sum(REFERENCE_SECONDS.values()) * scale / 60
+    return (f"{num_clips} clips → VAE ({vae_steps} steps) → cache → training (the preset's step budget) → "
+            f"4 videos → report on {eval_scenes} held-out scenes; expected about {minutes:.0f} min here "
+            f"(fp32 matmul {gflops:.0f} GFLOP/s now; {sum(REFERENCE_SECONDS.values()) / 60:.0f} min at "
+            f"{REFERENCE_GFLOPS:.0f} GFLOP/s). Another job on the same cores can slow it several times over.")
