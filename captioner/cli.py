@@ -3,7 +3,7 @@
     captioner run        (--videos DIR|LIST | --manifest IN.jsonl) --out OUT.jsonl --config YAML
                          [--mode diffsw|fast --engine local|ray --num-shards N --shard-id K] [key=value ...]
     captioner keyframes  VIDEO --out DIR [--interval 2 --threshold 0.93 --embedder pixels|clip --clip-path DIR]
-    captioner filter     IN.jsonl --out OUT.jsonl [--threshold 0.95 --field short]
+    captioner filter     IN.jsonl --out OUT.jsonl [--threshold 0.95 --caption-field short]
     captioner import-sharegpt4video IN.jsonl --out OUT.jsonl [--video-root DIR]
     captioner export-sharegpt4video MANIFEST --out OUT.jsonl
     captioner recaption  --config YAML "short prompt" ...
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
+
+from clipio.cli import add_verbose, run_command
 
 
 def _probe(a: argparse.Namespace) -> int:
@@ -46,7 +47,7 @@ def _filter(a: argparse.Namespace) -> int:
     from captioner.filter import TextEmbedder, filter_manifest
 
     embedder = TextEmbedder(a.embedder, device=a.device, batch_size=a.batch_size)
-    summary = filter_manifest(a.manifest, a.out, threshold=a.threshold, field=a.field, embedder=embedder,
+    summary = filter_manifest(a.manifest, a.out, threshold=a.threshold, field=a.caption_field, embedder=embedder,
                               progress=True)
     print(json.dumps(summary))
     return 0
@@ -121,6 +122,7 @@ def _clip_summary(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captioner", description="dense-t2v captioner.")
+    add_verbose(p)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("run", help="caption videos (DiffSW or fast) into a manifest; resumable, sharded")
     src = s.add_mutually_exclusive_group(required=True)
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="filtered manifest (replaced, not appended to)")
     s.add_argument("--threshold", type=float, default=0.95,
                    help="drop a clip whose max cosine similarity to the kept ones is >= this")
-    s.add_argument("--field", default="short", help="caption field to embed (captions[FIELD])")
+    s.add_argument("--caption-field", default="short", help="caption field to embed (captions[FIELD])")
     s.add_argument("--embedder", default="minilm", help="'minilm' or a transformers encoder folder / hub id")
     s.add_argument("--device", default="cpu")
     s.add_argument("--batch-size", type=int, default=64)
@@ -201,8 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    return run_command("captioner", args, args.func)
 
 
 if __name__ == "__main__":

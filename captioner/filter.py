@@ -145,7 +145,7 @@ def filter_manifest(in_path: str | os.PathLike, out_path: str | os.PathLike, thr
         text = (r.get("captions") or {}).get(field)
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{in_path}: record {r['id']!r} has no caption field {field!r} "
-                             f"(has {sorted(r.get('captions') or {})}); choose another --field")
+                             f"(has {sorted(r.get('captions') or {})}); choose another --caption-field")
 
     # 2. Embed and filter
     if ok:
