@@ -72,9 +72,9 @@ class ObjectiveConfig:
     logit_std: float = 1.0
     shift: float = 1.0  # σ' = shift·σ / (1 + (shift−1)·σ): >1 spends more steps at high noise
     caption_dropout: float = 0.1  # probability of training on the empty prompt (for CFG)
-    # noise-level curriculum (docs/does-it-learn.md, session 4): the first `pure_noise_steps` steps train at
-    # σ = 1 only and without caption dropout, where nothing but the prompt can place objects; the next
-    # `noise_ramp_steps` draw σ ~ U(1 − w, 1) with w rising linearly from 0 to 1; then the logit-normal above
+    # noise-level curriculum (docs/does-it-learn.md, "Motion direction, measured with paired prompts"):
+    # the first `pure_noise_steps` steps train at σ = 1 only and without caption dropout, where nothing but
+    # the prompt can place objects; the next `noise_ramp_steps` draw σ ~ U(1 − w, 1) with w rising linearly from 0 to 1; then the logit-normal above
     pure_noise_steps: int = 0
     noise_ramp_steps: int = 0
 
