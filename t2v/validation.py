@@ -1,4 +1,5 @@
-"""Validation samples: a GIF per prompt and a contact sheet, also sent to TensorBoard."""
+"""Validation samples: a GIF per prompt and a contact sheet, also sent to TensorBoard; during training
+with the EMA weights when EMA is on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import torch
 from clipio.images import contact_sheet, save_png
 from clipio.video import write_gif
 from t2v.config import RunConfig
+from t2v.training.build import Run, build_pipeline
+from t2v.training.ema import ema_weights
+from t2v.training.metrics import tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -32,4 +36,20 @@ def write_samples(pipe, cfg: RunConfig, folder: Path, tracker=None, step: int = 
     if tracker is not None:
         tracker.add_image("samples", np.asarray(sheet), step, dataformats="HWC")
     log.info("validation samples: %s", folder)
+    return paths
+
+
+def validate(run: Run, step: int) -> list[Path]:
+    """Samples of the model being trained (EMA weights when EMA is on) into ``samples/step-NNNNNN``.
+    Main process only; nothing without ``train.validation_prompts``."""
+    if not run.cfg.train.validation_prompts:
+        return []
+    model = run.unwrapped
+    was_training = model.training
+    with ema_weights(run.ema, model):
+        model.eval()
+        pipe = build_pipeline(model, run.vae, run.text_encoder, run.cfg)
+        paths = write_samples(pipe, run.cfg, run.out / "samples" / f"step-{step:06d}", tracker=tensorboard(run.acc),
+                              step=step)
+        model.train(was_training)
     return paths

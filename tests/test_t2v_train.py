@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -13,8 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import tiny_overrides
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing import event_accumulator
 
 from clipio.video import open_video
+from t2v.models.backbone import T2VTransformer
+from t2v.train import latest_checkpoint
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +30,17 @@ def run(cmd: list[str], env: dict | None = None, timeout: int = 600) -> subproce
                        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     assert r.returncode == 0, f"{' '.join(cmd)}\n--- stdout\n{r.stdout[-3000:]}\n--- stderr\n{r.stderr[-5000:]}"
     return r
+
+
+def tensorboard_scalars(logs: Path) -> dict[str, list]:
+    """Every scalar series (tag -> events) in a TensorBoard log folder."""
+    out: dict[str, list] = {}
+    for f in logs.rglob("events.out.tfevents.*"):
+        ea = event_accumulator.EventAccumulator(str(f))
+        ea.Reload()
+        for tag in ea.Tags()["scalars"]:
+            out.setdefault(tag, []).extend(ea.Scalars(tag))
+    return out
 
 
 def transformer_weights(pipeline_dir: Path) -> dict:
@@ -49,7 +64,8 @@ def test_training_run_writes_everything(trained):
     assert "cached latents" in r.stderr  # the cache built by `t2v cache` was used
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["world_size"] == 1 and summary["curriculum_complete"] is True
-    assert summary["final_loss"] == summary["final_loss"] and 0 < summary["final_loss"] < 10  # finite
+    assert math.isfinite(summary["final_loss"]) and 0 < summary["final_loss"] < 10
+    assert "expected: 4 steps at " in r.stderr and "(no cap)" in r.stderr  # the expected time, up front
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
     ckpt = run_dir / "checkpoints" / "step-000004"
     for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
@@ -57,21 +73,28 @@ def test_training_run_writes_everything(trained):
         assert (ckpt / name).is_file(), name
     assert list(ckpt.glob("custom_checkpoint_*")), "EMA state is not in the checkpoint"
     assert (run_dir / "config.yaml").is_file() and (run_dir / "pipeline" / "model_index.json").is_file()
-    assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard log"
+    scalars = tensorboard_scalars(run_dir / "logs")
+    for tag in ("loss", "lr", "samples_per_s", "samples_per_s_per_device", "tokens_per_s_per_device"):
+        assert [e.step for e in scalars[tag]] == [1, 2, 3, 4], tag
+    assert "mfu" not in scalars  # no peak known on CPU without train.peak_tflops
     gif = run_dir / "samples" / "final" / "sample-00.gif"
     with open_video(gif) as v:
         assert v.info.num_frames == 4
     assert (run_dir / "samples" / "final" / "contact_sheet.png").is_file()
 
 
-def test_a_time_budget_that_ends_inside_the_curriculum_is_reported(trained, tmp_path):
+def test_a_time_cap_inside_the_curriculum_waits_for_its_end(trained, tmp_path):
+    """A cap passed at step 1 of a 6-step curriculum: training goes on to step 6, then stops there."""
     _, ov, _ = trained
     ov = [o for o in ov if not o.startswith(("train.output_dir=", "objective."))]
     r = run([str(BIN / "t2v"), "train", "--config", TINY, *ov, f"train.output_dir={tmp_path / 'run'}",
-             "train.max_minutes=0.0001", "objective.pure_noise_steps=3", "objective.noise_ramp_steps=3"])
+             "train.max_steps=12", "train.max_minutes=0.0001", "objective.pure_noise_steps=3",
+             "objective.noise_ramp_steps=3"])
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
-    assert summary["steps"] == 1 and summary["curriculum_complete"] is False
-    assert "stopped inside the noise-level curriculum" in r.stderr and "= 6)" in r.stderr
+    assert summary["steps"] == 6 and summary["curriculum_complete"] is True
+    assert r.stderr.count("training goes on until the curriculum ends") == 1 and "= 6)" in r.stderr
+    assert "reached at step 6: stopping early" in r.stderr
+    assert latest_checkpoint(tmp_path / "run").name == "step-000006"  # the stop is checkpointed
 
 
 def test_resume_continues_the_same_run(trained, tiny_manifest, tmp_path):
@@ -101,7 +124,8 @@ def _free_port() -> int:
 
 
 def test_two_process_ddp_on_cpu(tiny_manifest, tmp_path):
-    ov = tiny_overrides(tiny_manifest, tmp_path, **{"train.max_steps": 3, "train.checkpoint_every": 100})
+    ov = tiny_overrides(tiny_manifest, tmp_path, **{"train.max_steps": 3, "train.checkpoint_every": 100,
+                                                    "train.peak_tflops": 0.001})
     run([str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
          "train_t2v.py", "--config", TINY, *ov], env={"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
@@ -110,6 +134,22 @@ def test_two_process_ddp_on_cpu(tiny_manifest, tmp_path):
     c0, c1 = summary["param_checksums"]
     assert c0 == c1, "parameters differ across ranks"
     assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+
+    # MFU per device: 6·N·tokens/s of ONE device over one device's peak (samples of both ranks would give 2×)
+    model = T2VTransformer.from_pretrained(tmp_path / "run" / "pipeline" / "transformer")
+    n_params = sum(p.numel() for p in model.parameters())
+    c = model.config
+    tokens = model.tokens((model.in_channels, c.sample_frames, c.sample_size, c.sample_size))
+    scalars = tensorboard_scalars(tmp_path / "run" / "logs")
+    logged = {tag: scalars[tag][-1] for tag in ("samples_per_s", "samples_per_s_per_device",
+                                                "tokens_per_s_per_device", "mfu")}
+    assert all(e.step == 3 for e in logged.values())
+    tp = summary["throughput"]
+    for tag, e in logged.items():
+        assert e.value == pytest.approx(tp[tag], rel=1e-5), tag  # the summary holds the last logged figures
+    assert tp["samples_per_s_per_device"] == pytest.approx(tp["samples_per_s"] / 2)
+    assert tp["tokens_per_s_per_device"] == pytest.approx(tp["samples_per_s_per_device"] * tokens)
+    assert tp["mfu"] == pytest.approx(6 * n_params * tp["samples_per_s"] / 2 * tokens / 1e9)
 
 
 def test_generate_cli(trained, tmp_path):

@@ -192,6 +192,20 @@ class T2VTransformer(ModelMixin, ConfigMixin):
     def in_channels(self) -> int:
         return int(self.dit.config.in_channels)
 
+    @property
+    def patch_volume(self) -> int:
+        """Latent positions (per channel) one token covers: t·h·w for Wan's 3D patches, h·w for Latte,
+        which patches each frame in 2D."""
+        p = self.dit.config.patch_size
+        if self.config.backbone == "wan":
+            return int(p[0] * p[1] * p[2])
+        return int(p * p)
+
+    def tokens(self, latent_shape: tuple[int, ...] | torch.Size) -> int:
+        """Tokens the DiT sees for one latent of shape (C, F, H, W); a leading batch dimension is ignored."""
+        C, F, H, W = tuple(latent_shape)[-4:]
+        return F * H * W // self.patch_volume
+
     def set_attention(self, kind: str) -> str:
         """Choose the attention kernel: ``sdpa`` (PyTorch) or ``xformers`` (CUDA only). Returns what is used."""
         if kind == "xformers":

@@ -1,0 +1,141 @@
+"""The optimisation loop: flow matching under the noise-level curriculum, gradient accumulation, EMA,
+logging (loss, lr, grad_norm, throughput, MFU), checkpoints, validation samples and the time cap."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from t2v.objective import caption_dropout_at, curriculum_sigmas, flow_matching_loss
+from t2v.training.build import Run
+from t2v.training.checkpoint import save_checkpoint
+from t2v.training.data import batches, encode_batch
+from t2v.training.metrics import ThroughputMeter, expected_run, peak_flops
+from t2v.validation import validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopResult:
+    step: int  # the last optimiser step done
+    loss: float  # this rank's loss at that step
+    start: float  # time.time() when the loop began
+    throughput: dict[str, float] = field(default_factory=dict)  # the last logged throughput figures
+
+
+class TimeCap:
+    """``train.max_minutes``, honoured only once the noise-level curriculum (``curriculum_end`` steps) is done:
+    a run cut inside it has barely trained the low noise levels and samples blurred or empty videos."""
+
+    def __init__(self, minutes: float, curriculum_end: int, clock=time.time, verbose: bool = True):
+        self.minutes, self.curriculum_end, self.clock, self.verbose = minutes, curriculum_end, clock, verbose
+        self.start, self.warned = clock(), False
+
+    def elapsed_minutes(self) -> float:
+        return (self.clock() - self.start) / 60
+
+    def reached(self, step: int) -> bool:
+        """Whether to stop after ``step``: the cap has passed and the curriculum is over."""
+        if self.minutes <= 0 or self.elapsed_minutes() <= self.minutes:
+            return False
+        if step < self.curriculum_end:
+            if not self.warned and self.verbose:
+                log.warning("train.max_minutes=%g passed at step %d, inside the noise-level curriculum "
+                            "(objective.pure_noise_steps + noise_ramp_steps = %d): training goes on until the "
+                            "curriculum ends", self.minutes, step, self.curriculum_end)
+            self.warned = True
+            return False
+        return True
+
+
+def run_loop(run: Run, step: int) -> LoopResult:
+    """Train from optimiser step ``step`` to ``train.max_steps`` (or the time cap)."""
+    cfg, acc = run.cfg, run.acc
+    stream = batches(run.dataset, run.use_cache, cfg, acc.process_index, acc.num_processes, step)
+    if run.main:
+        acc.init_trackers("t2v", config=_flat(cfg.to_dict()))
+    n_params = sum(p.numel() for p in run.unwrapped.parameters() if p.requires_grad)
+    peak = peak_flops(cfg.train.peak_tflops)
+    curriculum_end = cfg.objective.pure_noise_steps + cfg.objective.noise_ramp_steps
+    cap = TimeCap(cfg.train.max_minutes, curriculum_end, verbose=run.main)
+    meter = ThroughputMeter()
+    first_step, estimate_at = step, step + max(1, min(cfg.train.log_every, 10))
+    loss, last = torch.tensor(float("nan")), {}
+    budget = f" (stops after {cfg.train.max_minutes:g} min)" if cfg.train.max_minutes > 0 else ""
+    bar = tqdm(total=cfg.train.max_steps, initial=step, desc="training" + budget, unit="step", disable=not run.main)
+    while step < cfg.train.max_steps:
+        # 1. one optimiser step over grad_accum micro-batches
+        for _ in range(cfg.train.grad_accum):
+            loss, grad_norm, x0 = _micro_step(run, next(stream), step)
+            meter.add(x0.shape[0] * acc.num_processes)  # samples of all ranks
+        step += 1
+        if run.ema is not None:
+            run.ema.step(run.unwrapped.parameters())
+        bar.update(1)
+        # 2. log: the expected time once, then loss, lr, grad norm and throughput every log_every steps
+        if step == estimate_at and run.main:
+            end, s_per_step, minutes = expected_run(step, step - first_step, cap.elapsed_minutes() * 60,
+                                                    cfg.train.max_steps, cfg.train.max_minutes, curriculum_end)
+            log.info("expected: %d steps at %.2f s/step ≈ %.1f min (%s)", end, s_per_step, minutes,
+                     f"cap {cfg.train.max_minutes:g} min" if cfg.train.max_minutes > 0 else "no cap")
+        if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
+            last = meter.read(world_size=acc.num_processes, tokens_per_sample=run.unwrapped.tokens(x0.shape[1:]),
+                              n_params=n_params, peak_flops_per_device=peak)
+            logs = {"loss": acc.reduce(loss.detach(), "mean").item(), "lr": run.sched.get_last_lr()[0], **last}
+            if grad_norm is not None:
+                logs["grad_norm"] = float(grad_norm)
+            acc.log(logs, step=step)
+            post = {"loss": f"{logs['loss']:.4f}", "sps": f"{logs['samples_per_s']:.1f}"}
+            if budget:
+                post["min_left"] = f"{max(cfg.train.max_minutes - cap.elapsed_minutes(), 0):.1f}"
+            bar.set_postfix(post)
+        # 3. checkpoint, validation samples, the time cap
+        stop = cap.reached(step)
+        if acc.num_processes > 1 and cfg.train.max_minutes > 0:  # every rank stops at the same step
+            stop = bool(acc.gather(torch.tensor([stop], device=acc.device)).any())
+        if step % cfg.train.checkpoint_every == 0 or stop:
+            save_checkpoint(acc, run.out, step, cfg)
+        if cfg.train.validate_every and step % cfg.train.validate_every == 0 and run.main:
+            validate(run, step)
+        if stop:
+            if run.main:
+                log.warning("train.max_minutes=%g reached at step %d: stopping early", cfg.train.max_minutes, step)
+            break
+    bar.close()
+    return LoopResult(step, float(loss.detach()), cap.start, last)
+
+
+def _micro_step(run: Run, batch: dict, step: int):
+    """Forward, backward and (when gradients sync) the optimiser step on one micro-batch.
+    Returns (loss, grad norm or None, latents x0 (B, C, F, h, w))."""
+    cfg, acc, model = run.cfg, run.acc, run.model
+    grad_norm = None
+    with acc.accumulate(model):
+        x0, text, mask = encode_batch(batch, run.vae, run.text_encoder, run.empty_text, acc.device, run.use_cache,
+                                      caption_dropout_at(cfg.objective, step))
+        sigma = curriculum_sigmas(x0.shape[0], cfg.objective, step, device=x0.device)
+        loss = flow_matching_loss(model, x0, text, mask, cfg.objective, sigma=sigma)
+        acc.backward(loss)
+        if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
+            grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+        run.opt.step()
+        run.sched.step()
+        run.opt.zero_grad(set_to_none=True)
+    return loss, grad_norm, x0
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """A nested config as flat ``a.b`` keys with TensorBoard-friendly values (hparams)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, int | float | str | bool) else str(v)
+    return out

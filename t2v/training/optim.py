@@ -1,0 +1,24 @@
+"""Optimiser and learning-rate schedule from the run config."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from t2v.config import OptimConfig, TrainConfig
+
+
+def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                             betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(cfg: OptimConfig, train: TrainConfig, opt: torch.optim.Optimizer, num_processes: int):
+    """Linear warm-up, then constant or cosine. accelerate steps a prepared scheduler once per process
+    for every optimiser step, so warm-up and length are counted in process-steps."""
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler("constant_with_warmup" if cfg.schedule == "constant" else "cosine", opt,
+                         num_warmup_steps=cfg.warmup_steps * num_processes,
+                         num_training_steps=train.max_steps * num_processes)
