@@ -1,6 +1,6 @@
 """Train a text-to-video model: parse → build → train → close (the same as `t2v train`).
 
-    python train_t2v.py --config configs/t2v/tiny.yaml [--resume latest] [train.max_steps=200 ...]
+    python train_t2v.py --config t2v/presets/tiny.yaml [--resume latest] [train.max_steps=200 ...]
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 train_t2v.py --config …   # DDP
     accelerate launch --config_file configs/accelerate/fsdp.yaml train_t2v.py --config …           # FSDP
 """

@@ -8,7 +8,7 @@
     captioner export-sharegpt4video MANIFEST --out OUT.jsonl
     captioner recaption  --config YAML "short prompt" ...
     captioner clip-summary MANIFEST --id ID --start S --end S --config YAML
-    captioner tiny-vlm   --out DIR      (a tiny random LLaVA folder for configs/captioner/tiny-local.yaml)
+    captioner tiny-vlm   --out DIR      (a tiny random LLaVA folder for captioner/presets/tiny-local.yaml)
     captioner probe      VIDEO ...      (metadata, and whether it decodes)
 """
 
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--videos", type=Path, help="a folder of videos, or a text file listing video paths")
     src.add_argument("--manifest", type=Path, help="a manifest whose ok records name the clips to caption")
     s.add_argument("--out", type=Path, required=True, help="output manifest (JSONL); appended to, resumed")
-    s.add_argument("--config", type=Path, required=True, help="configs/captioner/*.yaml")
+    s.add_argument("--config", type=Path, required=True, help="captioner/presets/*.yaml")
     s.add_argument("--mode", choices=["diffsw", "fast"], default=None, help="overrides run.mode")
     s.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: Ray Data (the ray extra)")
     s.add_argument("--num-shards", type=int, default=1, help="split the inputs into N shards (SLURM arrays)")
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("recaption", help="short prompts -> dense captions (what t2v generate --recaption does)")
     s.add_argument("prompts", nargs="+")
-    s.add_argument("--config", type=Path, required=True, help="configs/captioner/*.yaml (its backend is used)")
+    s.add_argument("--config", type=Path, required=True, help="captioner/presets/*.yaml (its backend is used)")
     s.add_argument("--seconds", type=float, default=4.0, help="length of the video the caption describes")
     s.set_defaults(func=_recaption)
 
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id", required=True, help="the clip's id in the manifest")
     s.add_argument("--start", type=float, required=True, help="seconds from the clip's start")
     s.add_argument("--end", type=float, required=True)
-    s.add_argument("--config", type=Path, required=True, help="configs/captioner/*.yaml (its backend is used)")
+    s.add_argument("--config", type=Path, required=True, help="captioner/presets/*.yaml (its backend is used)")
     s.set_defaults(func=_clip_summary)
 
     s = sub.add_parser("probe", help="print one JSON line of metadata per video (or the error)")

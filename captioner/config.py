@@ -1,4 +1,4 @@
-"""The captioner's typed config (``configs/captioner/*.yaml``), loaded strictly like the t2v config."""
+"""The captioner's typed config (``captioner/presets/*.yaml``), loaded strictly like the t2v config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from clipio.config import ConfigError, apply_overrides, from_dict, load_yaml_mapping
+from clipio.config import ConfigError, apply_overrides, from_dict, load_yaml_mapping, resolve_config
 
 
 @dataclass
@@ -67,8 +67,8 @@ class CaptionerConfig:
 
 
 def load_captioner_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CaptionerConfig:
-    """Defaults ← YAML ← ``key=value`` overrides, strictly (unknown keys and wrong types name the key)."""
-    d = load_yaml_mapping(path) if path is not None else {}
+    """Defaults ← YAML (a path, or a preset name: ``oracle``) ← ``key=value`` overrides, strictly (unknown keys and wrong types name the key)."""
+    d = load_yaml_mapping(resolve_config(path, "captioner.presets")) if path is not None else {}
     apply_overrides(d, overrides or [])
     cfg = from_dict(CaptionerConfig, d)
     for name, value, options in [("backend.kind", cfg.backend.kind, ("oracle", "hf", "openai")),

@@ -89,6 +89,26 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     return d
 
 
+def resolve_config(value: str | Path, presets: str) -> Path:
+    """A config file: ``value`` when it is a file, else the preset of that name shipped inside the
+    package ``presets`` (e.g. ``"t2v.presets"``): ``tiny`` or ``tiny.yaml``. Installed or not, the
+    presets are found as package data; a missing one is an error that lists them."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    names = []
+    if path.parent == Path("."):  # a bare name: look it up among the presets
+        from importlib.resources import files
+
+        folder = files(presets)
+        hit = folder / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+        if hit.is_file():
+            return Path(str(hit))
+        names = sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml"))
+    hint = f"; presets: {', '.join(names)}" if names else ""
+    raise ConfigError(f"config file {value} does not exist{hint}")
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file's top-level mapping (``{}`` for an empty file); errors name the file."""
     path = Path(path)

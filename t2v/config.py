@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from clipio.config import ConfigError, apply_overrides, from_dict, load_yaml_mapping
+from clipio.config import ConfigError, apply_overrides, from_dict, load_yaml_mapping, resolve_config
 
 __all__ = ["ConfigError", "RunConfig", "apply_overrides", "from_dict", "load_config", "validate"]
 
@@ -140,8 +140,8 @@ class RunConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults ← YAML file ← overrides, validated strictly."""
-    d: dict[str, Any] = load_yaml_mapping(path) if path is not None else {}
+    """Defaults ← YAML file (a path, or a preset name: ``tiny``) ← overrides, validated strictly."""
+    d: dict[str, Any] = load_yaml_mapping(resolve_config(path, "t2v.presets")) if path is not None else {}
     apply_overrides(d, overrides or [])
     cfg = from_dict(RunConfig, d)
     validate(cfg)

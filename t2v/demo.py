@@ -1,6 +1,6 @@
 """``t2v demo``: the whole loop offline on CPU, resumable step by step.
 
-    synthworld clips + oracle captions → tiny VAE → latent/text cache → train (configs/t2v/tiny.yaml)
+    synthworld clips + oracle captions → tiny VAE → latent/text cache → train (t2v/presets/tiny.yaml)
     → videos from long dense prompts → prompt following on held-out scenes (``report/report.html``,
     the same report as ``t2v compare``) → summary.md
 
@@ -27,11 +27,11 @@ REFERENCE_SECONDS = {"synth": 57, "vae": 60, "cache": 24, "train": 493, "generat
 # The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
 # On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the demo's
 # budget but not where shapes are or which way they move; on this one it learns all three
-# (README "Does it learn?", docs/does-it-learn.md session 5). Any world is one `t2v synth` away.
+# (README "Does it learn?", docs/does-it-learn.md "Direction is learned — from clips that move"). Any world is one `t2v synth` away.
 DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)
 
 
-def run_demo(out: str | Path = "runs/demo", config: str | Path = "configs/t2v/tiny.yaml", num_clips: int = 1000,
+def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_clips: int = 1000,
              eval_scenes: int = 50, vae_steps: int = 1000, overrides: list[str] | None = None,
              world: World = DEMO_WORLD) -> Path:
     from synthworld.dataset import caption_for, heldout_specs, write_synth_dataset

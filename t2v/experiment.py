@@ -19,10 +19,10 @@ from synthworld.dataset import World
 from t2v.demo import DEMO_WORLD
 
 log = logging.getLogger(__name__)
-ORACLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "captioner" / "oracle.yaml"
+ORACLE_CONFIG = "oracle"  # the captioner preset shipped as package data
 
 
-def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "configs/t2v/tiny.yaml",
+def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "tiny",
                    num_clips: int = 1000, minutes: float = 15.0, num_prompts: int = 100, vae_steps: int = 1000,
                    overrides: list[str] | None = None, world: World = DEMO_WORLD) -> Path:
     from captioner.config import load_captioner_config

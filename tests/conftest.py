@@ -35,7 +35,7 @@ def tiny_manifest(tmp_path_factory) -> Path:
 
 
 def tiny_overrides(manifest: Path, out: Path, **extra) -> list[str]:
-    """Overrides that make configs/t2v/tiny.yaml run in seconds on CPU (untrained tiny VAE)."""
+    """Overrides that make t2v/presets/tiny.yaml run in seconds on CPU (untrained tiny VAE)."""
     ov = {
         "data.manifest": str(manifest), "data.size": 32, "data.num_frames": 4, "data.fps": 4.0,
         "data.cache_dir": str(out / "cache"), "vae.path": "null", "vae.block_out_channels": "[8, 16]",

@@ -9,7 +9,7 @@ from captioner.run import run_captioner, tasks_from_manifest
 from clipio.manifest import read_manifest
 from synthworld.dataset import write_synth_dataset
 
-ORACLE = Path(__file__).resolve().parents[1] / "configs" / "captioner" / "oracle.yaml"
+ORACLE = Path(__file__).resolve().parents[1] / "captioner" / "presets" / "oracle.yaml"
 
 
 def test_ray_engine_writes_the_same_records_as_the_local_engine(tmp_path):

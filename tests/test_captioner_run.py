@@ -26,7 +26,7 @@ from synthworld.generate import random_scene
 from synthworld.score import caption_names_events, timed_sentences
 from synthworld.spec import SceneSpec
 
-ORACLE = Path(__file__).resolve().parents[1] / "configs" / "captioner" / "oracle.yaml"
+ORACLE = Path(__file__).resolve().parents[1] / "captioner" / "presets" / "oracle.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from captioner.cli import main as captioner_main
 from clipio.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-ORACLE = str(ROOT / "configs" / "captioner" / "oracle.yaml")
+ORACLE = str(ROOT / "captioner" / "presets" / "oracle.yaml")
 
 
 def one_error_line(capsys, prog: str) -> str:

@@ -1,4 +1,4 @@
-"""Every preset in configs/t2v loads strictly and builds; the GPU presets are built at tiny scale on CPU
+"""Every preset in t2v/presets loads strictly and builds; the GPU presets are built at tiny scale on CPU
 with stand-ins of the same classes they use (AutoencoderKLWan, a T5 encoder, a Wan checkpoint folder),
 trained one step and sampled; the from-scratch GPU DiT is counted at full size on the meta device."""
 
@@ -16,7 +16,7 @@ from t2v.objective import flow_matching_loss
 from t2v.train import build_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = sorted((ROOT / "configs" / "t2v").glob("*.yaml"))
+PRESETS = sorted((ROOT / "t2v" / "presets").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_preset_builds_trains_and_samples_at_tiny_scale(preset, wan_stand_ins, t
 def test_gpu_dit_preset_is_100_to_200m_parameters():
     from t2v.models.backbone import T2VTransformer
 
-    cfg = load_config(ROOT / "configs/t2v/dit-b-256.yaml")
+    cfg = load_config(ROOT / "t2v/presets/dit-b-256.yaml")
     m = cfg.model
     with init_empty_weights():
         model = T2VTransformer.build(m.backbone, 16, 4096, m.num_layers, m.num_heads, m.head_dim, m.ffn_mult,

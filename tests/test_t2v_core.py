@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,8 @@ from t2v.models.vae import VideoVAE, build_tiny_kl
 from t2v.objective import flow_matching_loss, sample_sigmas
 from t2v.pipeline import TextToVideoPipeline
 
-TINY = "configs/t2v/tiny.yaml"
+TINY = "t2v/presets/tiny.yaml"
+ROOT_TINY = Path(__file__).resolve().parents[1] / TINY
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,12 @@ def minilm():
 
 
 # ----------------------------------------------------------------------------- config
+def test_presets_load_by_name_from_the_package(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # not the repository root: the preset comes from the installed package
+    assert load_config("tiny") == load_config("tiny.yaml") == load_config(ROOT_TINY)
+    assert load_config("tiny").train.max_steps == 1400
+
+
 def test_config_loads_and_overrides(tmp_path):
     cfg = load_config(TINY, ["train.max_steps=7", "model.backbone=latte", "optim.lr=1e-4", "data.fps=4"])
     assert isinstance(cfg, RunConfig)
@@ -59,6 +68,8 @@ def test_config_errors_name_the_key(override, message):
 def test_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"tinny does not exist; presets: dit-b-256, tiny, wan-1.3b-finetune"):
+        load_config("tinny")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  num_layers: 2\n  dropout: 0.1\n")
     with pytest.raises(ConfigError, match="model.dropout"):

@@ -22,7 +22,7 @@ from t2v.train import latest_checkpoint
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-TINY = str(ROOT / "configs/t2v/tiny.yaml")
+TINY = str(ROOT / "t2v/presets/tiny.yaml")
 
 
 def run(cmd: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -174,7 +174,7 @@ def test_generate_recaption_expands_a_short_prompt(trained, tmp_path):
     out, _, _ = trained
     r = run([str(BIN / "t2v"), "generate", "--model", str(out / "run" / "pipeline"), "--prompt",
              "a big red circle and a small blue square moving on a white background", "--recaption",
-             str(ROOT / "configs" / "captioner" / "oracle.yaml"), "--out", str(tmp_path / "r.gif"), "--steps", "2"])
+             str(ROOT / "captioner" / "presets" / "oracle.yaml"), "--out", str(tmp_path / "r.gif"), "--steps", "2"])
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("recaptioned: "))
     dense = line.removeprefix("recaptioned: ")
     assert "red circle" in dense and "blue square" in dense and " at " in dense.lower() and len(dense) > 150

@@ -1,0 +1,1 @@
+"""Captioner presets shipped with the package (``--config oracle`` finds ``oracle.yaml`` here)."""

@@ -1,0 +1,1 @@
+"""Training presets shipped with the package (``--config tiny`` finds ``tiny.yaml`` here)."""
