@@ -6,9 +6,8 @@
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
     t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S
                   --recaption configs/captioner/oracle.yaml]
-    t2v eval      --model DIR --out DIR [--num-scenes 50 --caption-field dense]
     t2v prompts   --out P.jsonl [--num 100 --train-manifest M --field dense]
-    t2v compare   --models DIR DIR ... --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR]
+    t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR]
     t2v experiment [--out runs/experiment --minutes 15]   (what `make experiment` runs)
     t2v demo      [--out runs/demo]   (what `make demo` runs)
 """
@@ -80,16 +79,6 @@ def _generate(a: argparse.Namespace) -> int:
                      negative_prompt=a.negative_prompt, fps=a.fps)
     for p in paths:
         print(p)
-    return 0
-
-
-def _eval(a: argparse.Namespace) -> int:
-    from t2v.evaluate import evaluate_model, format_table
-
-    res = evaluate_model(a.model, a.out, num_scenes=a.num_scenes, caption_field=a.caption_field, steps=a.steps,
-                         guidance=a.guidance, seed=a.seed, train_manifest=a.train_manifest)
-    print(format_table(res))
-    print(f"wrote {a.out}/eval.json and {a.out}/contact_sheet.png")
     return 0
 
 
@@ -175,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
         s.set_defaults(func=fn)
 
-    s = sub.add_parser("compare", help="same prompts and seeds through several models; per-category report")
-    s.add_argument("--models", nargs="+", required=True, help="pipeline folders")
+    text = ("same prompts and seeds through one or more models; per-category report with chance and ceiling "
+            "(to evaluate one model: t2v compare --models DIR)")
+    s = sub.add_parser("compare", help=text, description=text)
+    s.add_argument("--models", nargs="+", required=True, help="pipeline folders (one: an evaluation of that model)")
     s.add_argument("--names", nargs="+", default=None, help="display names (default: the run folder names)")
     s.add_argument("--prompts", type=Path, required=True, help=".jsonl with prompt (+ synthworld scene) or .txt")
     s.add_argument("--out", type=Path, required=True, help="report folder")
@@ -210,17 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER_YAML",
                    help="first expand each prompt into a dense caption with this captioner config's backend")
     s.set_defaults(func=_generate)
-
-    s = sub.add_parser("eval", help="score prompt following on held-out synthworld scenes (with chance level)")
-    s.add_argument("--model", type=Path, required=True, help="a TextToVideoPipeline folder")
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--num-scenes", type=int, default=50)
-    s.add_argument("--caption-field", default="dense", choices=["short", "dense"])
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--guidance", type=float, default=3.0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--train-manifest", type=Path, default=None, help="exclude this manifest's scenes")
-    s.set_defaults(func=_eval)
 
     s = sub.add_parser("experiment", help="short vs dense captions: captioner → two trainings → compare → report")
     s.add_argument("--out", type=Path, default=Path("runs/experiment"))
