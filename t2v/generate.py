@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from clipio.video import write_video
+from t2v.config import ConfigError, RunConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,19 @@ def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_fra
     return paths
 
 
-def training_fps(model_dir: str | Path) -> float:
-    cfg = Path(model_dir) / "t2v_config.yaml"
-    if cfg.is_file():
-        import yaml
+def pipeline_config(model_dir: str | Path) -> RunConfig | None:
+    """The run config saved with a pipeline folder (``t2v_config.yaml``), loaded strictly; None when the
+    folder has none. A bad file is an error that names it."""
+    path = Path(model_dir) / "t2v_config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
-        return float(yaml.safe_load(cfg.read_text())["data"]["fps"])
-    return 8.0
+
+def training_fps(model_dir: str | Path) -> float:
+    """The fps the pipeline was trained at (its saved ``data.fps``); 8.0 for a folder without a config."""
+    cfg = pipeline_config(model_dir)
+    return cfg.data.fps if cfg is not None else 8.0

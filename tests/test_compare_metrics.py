@@ -57,6 +57,17 @@ def test_paired_difference_ci():
     # b is a + 0.2 on every prompt: the pairing removes the prompts' spread entirely
     d = paired_difference_ci(a, [x + 0.2 for x in a])
     assert d["mean"] == pytest.approx(0.2) and d["lo"] == pytest.approx(0.2) and d["hi"] == pytest.approx(0.2)
+    # two genuinely different models: b is worse by 0.3 on average, with per-prompt noise. The paired CI
+    # lies below 0 and is far narrower than the spread of either model over the prompts
+    rng = np.random.default_rng(1)
+    many = rng.uniform(0.1, 0.9, 40)
+    worse = many - 0.3 + rng.normal(0, 0.05, 40)
+    d = paired_difference_ci(many, worse)
+    assert d["mean"] == pytest.approx(np.mean(worse) - np.mean(many)) and d["n"] == 40
+    assert d["lo"] < d["mean"] < d["hi"] < 0
+    alone = bootstrap_ci(worse)
+    assert d["hi"] - d["lo"] < 0.3 * (alone["hi"] - alone["lo"])
+    assert paired_difference_ci(worse, many)["lo"] == pytest.approx(-d["hi"])  # b − a: swapping flips the sign
     with pytest.raises(ValueError, match="same prompts"):
         paired_difference_ci(a, a[:3])
 

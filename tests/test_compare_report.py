@@ -181,3 +181,116 @@ def test_empty_metric_renders_as_dash(tmp_path):
     (row,) = parser.table("metrics")
     assert row == ["object colour", "–", "–", "0.12 [0.04, 0.20]", "0.95 [0.92, 0.98]", "–"]
     assert "| object colour | – | – |" in (tmp_path / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------- compare_models end to end
+class _IdentityVAE:
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z
+
+
+class _FakePipe:
+    """A stand-in pipeline: ``follow`` renders the prompt's own scene (a perfect model), otherwise the
+    same unrelated scene for every prompt (a model that ignores its prompt)."""
+
+    def __init__(self, scenes: dict, follow: bool, frames: int = 16, size: int = 48):
+        from types import SimpleNamespace
+
+        import torch
+
+        self.scenes, self.follow, self.size = scenes, follow, size
+        self.transformer = SimpleNamespace(config=SimpleNamespace(sample_frames=frames))
+        self.video_vae, self.vae = _IdentityVAE(), SimpleNamespace(dtype=torch.float32)
+
+    def __call__(self, prompt, num_frames, num_inference_steps, guidance_scale, generator, progress):
+        from types import SimpleNamespace
+
+        from synthworld.render import render
+
+        spec = self.scenes[prompt] if self.follow else self.scenes["ignored"]
+        return SimpleNamespace(frames=[render(spec, size=self.size, fps=8)[:num_frames]])
+
+
+@pytest.fixture
+def fake_models(tmp_path, monkeypatch):
+    """Two pipeline folders (`good`, `ignores`) with a saved run config (fps 8) and held-out prompts."""
+    from synthworld.generate import random_scene
+    from t2v.compare import run
+    from t2v.compare.run import load_prompts, write_heldout_prompts
+    from t2v.config import load_config
+
+    prompts = write_heldout_prompts(tmp_path / "p.jsonl", num=8, seconds=2.0)
+    scenes = {it.prompt: it.scene for it in load_prompts(prompts)}
+    scenes["ignored"] = random_scene(123_456, duration=2.0)
+    dirs = {}
+    for name in ("good", "ignores"):
+        d = tmp_path / name / "pipeline"
+        d.mkdir(parents=True)
+        load_config(None, ["data.fps=8", f"data.caption_field={name}"]).save(d / "t2v_config.yaml")
+        dirs[name] = d
+    pipes = {dirs["good"]: _FakePipe(scenes, True), dirs["ignores"]: _FakePipe(scenes, False)}
+    monkeypatch.setattr(run, "load_pipeline", lambda model: pipes[Path(model)])
+    return dirs, prompts
+
+
+def test_compare_one_model_is_an_evaluation(fake_models, tmp_path):
+    """`t2v compare --models DIR`: the model's scores next to chance and ceiling, no differences, and a
+    table with one model column."""
+    from t2v.compare.run import compare_models, report_table
+
+    dirs, prompts = fake_models
+    rep = compare_models([dirs["good"]], prompts, tmp_path / "one", gallery=2)
+    assert rep["title"] == "Evaluation: good" and rep["differences"] == []
+    assert [m["name"] for m in rep["models"]] == ["good"] and rep["models"][0]["caption_field"] == "good"
+    assert rep["settings"]["fps"] == 8.0 and rep["settings"]["frames"] == 16
+    assert [c["key"] for c in rep["categories"]] == ["colour", "shape", "binding", "position", "direction",
+                                                     "events", "count", "flicker"]
+    good, chance, ceiling = rep["metrics"]["good"], rep["reference"]["chance"], rep["reference"]["ceiling"]
+    assert good["colour"]["n"] == 8
+    for c in ("colour", "shape", "position", "count"):  # rendered true scenes: the ceiling itself
+        assert good[c]["mean"] >= 0.95 and ceiling[c]["mean"] >= 0.95, (c, good[c], ceiling[c])
+        assert chance[c]["mean"] < good[c]["mean"], (c, chance[c], good[c])
+    table = report_table(rep).splitlines()
+    assert table[0] == "| category | good | chance | ceiling |" and len(table) == 2 + len(rep["categories"])
+    md = (tmp_path / "one" / "report.md").read_text()
+    assert "## Differences" not in md and "best model of the row" not in md
+    assert sorted(p.name for p in (tmp_path / "one" / "gallery").iterdir()) == ["000-good.gif", "001-good.gif"]
+
+
+def test_compare_two_models_paired_difference_has_the_right_sign(fake_models, tmp_path):
+    """A model that renders each prompt's scene vs one that shows the same unrelated scene for every
+    prompt: on colour the paired difference `ignores − good` is clearly negative, and equals the
+    difference of the two models' means."""
+    from t2v.compare.run import compare_models
+
+    dirs, prompts = fake_models
+    rep = compare_models([dirs["good"], dirs["ignores"]], prompts, tmp_path / "two", gallery=0)
+    assert rep["title"] == "Comparison: good vs ignores"
+    diffs = {d["category"]: d for d in rep["differences"]}
+    assert all(d["a"] == "good" and d["b"] == "ignores" for d in diffs.values())
+    good, ignores = rep["metrics"]["good"], rep["metrics"]["ignores"]
+    for c in ("colour", "position"):
+        d = diffs[c]
+        assert d["hi"] < 0 and d["mean"] <= -0.4, (c, d)
+        assert d["mean"] == pytest.approx(ignores[c]["mean"] - good[c]["mean"])
+    assert ignores["colour"]["mean"] < good["colour"]["mean"] - 0.4
+
+
+def test_pipeline_config_is_loaded_strictly(tmp_path):
+    """The fps and caption field come from the pipeline's t2v_config.yaml through the strict loader:
+    an unknown key is an error naming the file and the key; no file means the defaults."""
+    from t2v.compare.run import _caption_field
+    from t2v.config import ConfigError
+    from t2v.generate import training_fps
+
+    (tmp_path / "t2v_config.yaml").write_text("data:\n  fps: 4\n  caption_field: short\n")
+    assert training_fps(tmp_path) == 4.0 and _caption_field(tmp_path) == "short"
+    (tmp_path / "t2v_config.yaml").write_text("data:\n  fps: 4\n  frame_rate: 3\n")
+    with pytest.raises(ConfigError, match=r"t2v_config\.yaml.*data\.frame_rate"):
+        training_fps(tmp_path)
+    with pytest.raises(ConfigError, match=r"t2v_config\.yaml.*data\.frame_rate"):
+        _caption_field(tmp_path)
+    assert training_fps(tmp_path / "none") == 8.0 and _caption_field(tmp_path / "none") is None

@@ -238,8 +238,8 @@ def render_markdown(report: dict, metrics: Table, differences: Table, charts: di
 def metrics_caption(report: dict, markdown: bool) -> str:
     """The sentence under the metrics heading (``**bold**`` for Markdown, plain words for HTML)."""
     bold = "**bold**" if markdown else "bold"
-    parts = [f"Mean over prompts with its bootstrap 95% CI in brackets; {bold} = best model of the row; "
-             "↓ = lower is better; – = not measured."]
+    best = f"{bold} = best model of the row; " if len(report["models"]) > 1 else ""
+    parts = [f"Mean over prompts with its bootstrap 95% CI in brackets; {best}↓ = lower is better; – = not measured."]
     parts += [f"*{name}*: {REFERENCE_HELP[name]}." for name in report.get("reference") or {} if name in REFERENCE_HELP]
     return " ".join(parts) if markdown else " ".join(p.replace("*", "") for p in parts)
 

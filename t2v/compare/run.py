@@ -11,7 +11,8 @@ distance of CLIP video features to the reference videos (the true scenes, or ``-
 clips). Categories are averaged per prompt, then bootstrapped over prompts (95% CIs), and each pair
 of models gets a paired bootstrap CI of the difference. Chance = the same videos scored against ten
 other prompts' scenes each (:func:`t2v.compare.metrics.chance_rates`); ceiling = the true scenes
-through the first model's VAE.
+through the first model's VAE. With one model (``t2v compare --models DIR``) it is the evaluation of
+that model: its scores next to chance and ceiling, and no differences.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from tqdm import tqdm
 
+from clipio.pixels import to_signed, to_uint8
 from clipio.video import write_gif
-from synthworld.detect import detect_video
+from synthworld.detect import Detection, detect_video
 from synthworld.score import SCENE_CATEGORIES, scene_following
 from synthworld.spec import SceneSpec
 from t2v.compare.metrics import (
@@ -38,6 +41,7 @@ from t2v.compare.metrics import (
     per_prompt_rates,
     temporal_flicker,
 )
+from t2v.generate import load_pipeline, pipeline_config, training_fps
 
 log = logging.getLogger(__name__)
 CATEGORY_LABELS = {"colour": "object colour", "shape": "object shape", "binding": "attribute binding",
@@ -92,114 +96,68 @@ def _stats(per_prompt: list[dict[str, float | None]], keys) -> dict[str, dict]:
     return {k: bootstrap_ci([p[k] for p in per_prompt if p.get(k) is not None]) for k in keys}
 
 
+@dataclass
+class ModelRun:
+    """One model's pass over the prompts: its videos, their detections and per-prompt figures."""
+
+    videos: list[np.ndarray]  # per prompt: (F, H, W, 3) uint8
+    dets: list[Detection | None]  # read once; None for a prompt without a scene
+    rows: list[dict[str, float | None]]  # per prompt: category -> rate, flicker, clip_score
+    settings: dict
+
+
 def compare_models(models: list[str | Path], prompts: str | Path, out: str | Path, names: list[str] | None = None,
                    steps: int = 20, guidance: float = 5.0, seed: int = 0, clip: str | None = None,
                    gallery: int = 12, command: str = "") -> dict:
-    """Generate, score and report. Returns the report dict (also written to ``out/report.json``)."""
+    """Generate, score and report. Returns the report dict (also written to ``out/report.json``).
+
+    One model is a plain evaluation (its scores with chance and ceiling, no differences)."""
     from t2v.compare.report import write_report
-    from t2v.evaluate import true_video
-    from t2v.generate import load_pipeline, training_fps
 
     # 1. inputs
     out = Path(out)
     items = load_prompts(prompts)
-    names = names or [Path(m).parent.name if Path(m).name == "pipeline" else Path(m).name for m in models]
-    if len(names) != len(models) or len(set(names)) != len(names):
-        raise ValueError(f"--names {names}: need one distinct name per model ({len(models)} models)")
+    names = _model_names(models, names)
     (out / "gallery").mkdir(parents=True, exist_ok=True)
     scorer = None
     if clip:
         from t2v.compare.metrics import ClipScorer
 
         scorer = ClipScorer(clip)
-    scenes = [it.scene for it in items]
-    has_scenes = any(s is not None for s in scenes)
+    has_scenes = any(it.scene is not None for it in items)
+    keys = (list(SCENE_CATEGORIES) if has_scenes else []) + ["flicker"] + (["clip_score"] if scorer else [])
 
     # 2. every model, the same prompts and seeds
-    per_prompt: dict[str, list[dict]] = {}
-    dets_of: dict[str, list] = {}  # detections, read once: scored against the prompt's scene and for chance
-    videos_of: dict[str, list[np.ndarray]] = {}
-    settings: dict = {}
+    runs: dict[str, ModelRun] = {}
     first_pipe = None
     for name, model in zip(names, models):
-        pipe = load_pipeline(model)
-        fps = training_fps(model)
+        pipe, fps = load_pipeline(model), training_fps(model)
         first_pipe = first_pipe or (pipe, fps)
-        frames_n = pipe.transformer.config.sample_frames
-        settings = {"prompts": len(items), "seeds": f"{seed} + prompt index", "steps": steps,
-                    "guidance": guidance, "frames": frames_n, "fps": fps}
-        vids = []
-        for k, it in enumerate(tqdm(items, desc=f"generating ({name})", unit="video")):
-            v = pipe(it.prompt, num_frames=frames_n, num_inference_steps=steps, guidance_scale=guidance,
-                     generator=torch.Generator().manual_seed(seed + k), progress=False).frames[0]
-            vids.append(v)
-            if k < gallery:
-                write_gif(out / "gallery" / f"{k:03d}-{name}.gif", v, fps)
-        videos_of[name] = vids
-        dets_of[name] = [detect_video(v, fps) if it.scene is not None else None for it, v in zip(items, vids)]
-        rows = []
-        for it, v, det in zip(items, vids, dets_of[name]):
-            r = per_prompt_rates(scene_following(it.scene, det)) if det is not None else {}
-            r["flicker"] = temporal_flicker(v)
-            if scorer:
-                r["clip_score"] = scorer.score(v, it.prompt)
-            rows.append(r)
-        per_prompt[name] = rows
+        runs[name] = _run_model(pipe, fps, name, items, out / "gallery", steps, guidance, seed, gallery, scorer)
         del pipe
 
     # 3. references: chance (deranged scenes) and ceiling (true scenes through the VAE)
-    keys = (list(SCENE_CATEGORIES) if has_scenes else []) + ["flicker"] + (["clip_score"] if scorer else [])
-    metrics = {n: _stats(per_prompt[n], keys) for n in names}
-    reference = {}
-    fd = {}
-    if has_scenes:
-        chance_rows = [row for name in names for row in chance_rates(scenes, dets_of[name], scene_following)]
-        pipe, fps = first_pipe
-        size = videos_of[names[0]][0].shape[1]
-        true = [true_video(pipe, s, fps, size) if s is not None else None for s in scenes]
-        ceil_rows = []
-        for it, s, v in zip(items, scenes, true):
-            if s is not None:
-                r = per_prompt_rates(scene_following(s, detect_video(v, fps)))
-                r["flicker"] = temporal_flicker(v)
-                if scorer:
-                    r["clip_score"] = scorer.score(v, it.prompt)
-                ceil_rows.append(r)
-        reference = {"chance": _stats(chance_rows, SCENE_CATEGORIES), "ceiling": _stats(ceil_rows, keys)}
-        if scorer:  # Fréchet distance of CLIP video features: generated vs the true scenes
-            ref = np.stack([scorer.video_features(v) for v in true if v is not None])
-            for name in names:
-                fd[name] = frechet_distance(np.stack([scorer.video_features(v) for v in videos_of[name]]), ref)
+    metrics = {n: _stats(runs[n].rows, keys) for n in names}
+    reference, fd = _references(items, runs, names, *first_pipe, keys, scorer) if has_scenes else ({}, {})
 
     # 4. paired differences (every later model vs the first)
-    diffs = []
-    for b in names[1:]:
-        for k in keys:
-            pairs = [(x.get(k), y.get(k)) for x, y in zip(per_prompt[names[0]], per_prompt[b])]
-            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-            if pairs:
-                d = paired_difference_ci([x for x, _ in pairs], [y for _, y in pairs])
-                diffs.append({"a": names[0], "b": b, "category": k, **d})
+    diffs = paired_differences({n: runs[n].rows for n in names}, keys)
 
     # 5. the report
-    cats = [{"key": k, "label": CATEGORY_LABELS[k], "kind": "rate"} for k in SCENE_CATEGORIES if k in keys]
-    cats.append({"key": "flicker", "label": "temporal flicker (VBench, 1 = steady)", "kind": "quality"})
-    if scorer:
-        cats.append({"key": "clip_score", "label": "CLIP score", "kind": "quality"})
     report = {
-        "title": f"Comparison: {' vs '.join(names)}",
+        "title": f"Comparison: {' vs '.join(names)}" if len(names) > 1 else f"Evaluation: {names[0]}",
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "command": command or f"t2v compare --models {' '.join(map(str, models))} --prompts {prompts} --out {out}",
         "models": [{"name": n, "path": str(m), "caption_field": _caption_field(m)} for n, m in zip(names, models)],
-        "settings": settings,
-        "categories": cats,
+        "settings": runs[names[-1]].settings,
+        "categories": _categories(keys),
         "metrics": metrics,
         "reference": reference,
         "differences": diffs,
         "notes": _notes(fd) + _steps_note(names, models),
         "gallery": [{"prompt": it.prompt, "videos": {n: f"gallery/{k:03d}-{n}.gif" for n in names},
-                     "scores": {n: {c: per_prompt[n][k].get(c) for c in SCENE_CATEGORIES
-                                    if per_prompt[n][k].get(c) is not None} for n in names}}
+                     "scores": {n: {c: runs[n].rows[k].get(c) for c in SCENE_CATEGORIES
+                                    if runs[n].rows[k].get(c) is not None} for n in names}}
                     for k, it in enumerate(items[:gallery])],
     }
     if fd:
@@ -208,13 +166,100 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     return report
 
 
-def _caption_field(model: str | Path) -> str | None:
-    import yaml
+def _model_names(models: list[str | Path], names: list[str] | None) -> list[str]:
+    """``names``, or each model's run folder name (the parent of a ``pipeline/`` folder); one distinct name each."""
+    names = names or [Path(m).parent.name if Path(m).name == "pipeline" else Path(m).name for m in models]
+    if len(names) != len(models) or len(set(names)) != len(names):
+        raise ValueError(f"--names {names}: need one distinct name per model ({len(models)} models)")
+    return names
 
-    cfg = Path(model) / "t2v_config.yaml"
-    if cfg.is_file():
-        return yaml.safe_load(cfg.read_text()).get("data", {}).get("caption_field")
-    return None
+
+def _prompt_row(scene: SceneSpec | None, det: Detection | None, video: np.ndarray, prompt: str,
+                scorer) -> dict[str, float | None]:
+    """One video's figures: its rate per scene category (when it has a scene), flicker and CLIP score."""
+    r = per_prompt_rates(scene_following(scene, det)) if det is not None else {}
+    r["flicker"] = temporal_flicker(video)
+    if scorer:
+        r["clip_score"] = scorer.score(video, prompt)
+    return r
+
+
+def _run_model(pipe, fps: float, name: str, items: list[PromptItem], gallery_dir: Path, steps: int,
+               guidance: float, seed: int, gallery: int, scorer) -> ModelRun:
+    """Prompt ``k`` with seed ``seed + k``; the first ``gallery`` videos are written as GIFs."""
+    frames_n = pipe.transformer.config.sample_frames
+    settings = {"prompts": len(items), "seeds": f"{seed} + prompt index", "steps": steps,
+                "guidance": guidance, "frames": frames_n, "fps": fps}
+    vids = []
+    for k, it in enumerate(tqdm(items, desc=f"generating ({name})", unit="video")):
+        v = pipe(it.prompt, num_frames=frames_n, num_inference_steps=steps, guidance_scale=guidance,
+                 generator=torch.Generator().manual_seed(seed + k), progress=False).frames[0]
+        vids.append(v)
+        if k < gallery:
+            write_gif(gallery_dir / f"{k:03d}-{name}.gif", v, fps)
+    dets = [detect_video(v, fps) if it.scene is not None else None for it, v in zip(items, vids)]
+    rows = [_prompt_row(it.scene, det, v, it.prompt, scorer) for it, v, det in zip(items, vids, dets)]
+    return ModelRun(vids, dets, rows, settings)
+
+
+def _references(items: list[PromptItem], runs: dict[str, ModelRun], names: list[str], pipe, fps: float,
+                keys: list[str], scorer) -> tuple[dict, dict[str, float]]:
+    """Chance (every model's videos against other prompts' scenes) and ceiling (the true scenes through
+    ``pipe``'s VAE) as bootstrap stats, and with a CLIP scorer each model's Fréchet distance to the true scenes."""
+    scenes = [it.scene for it in items]
+    chance_rows = [row for n in names for row in chance_rates(scenes, runs[n].dets, scene_following)]
+    size = runs[names[0]].videos[0].shape[1]
+    true = [true_video(pipe, s, fps, size) if s is not None else None for s in scenes]
+    ceil_rows = [_prompt_row(s, detect_video(v, fps), v, it.prompt, scorer)
+                 for it, s, v in zip(items, scenes, true) if s is not None]
+    reference = {"chance": _stats(chance_rows, SCENE_CATEGORIES), "ceiling": _stats(ceil_rows, keys)}
+    fd = {}
+    if scorer:  # Fréchet distance of CLIP video features: generated vs the true scenes
+        ref = np.stack([scorer.video_features(v) for v in true if v is not None])
+        for n in names:
+            fd[n] = frechet_distance(np.stack([scorer.video_features(v) for v in runs[n].videos]), ref)
+    return reference, fd
+
+
+@torch.inference_mode()
+def true_video(pipe, spec: SceneSpec, fps: float, size: int) -> np.ndarray:
+    """A scene rendered at ``size``/``fps`` and round-tripped through the pipeline's VAE: (F, H, W, 3) uint8."""
+    from synthworld.render import render
+
+    vae = pipe.video_vae
+    frames = render(spec, size=size, fps=fps)  # (F, H, W, 3) uint8
+    x = rearrange(to_signed(frames), "f h w c -> 1 c f h w")
+    y = vae.decode(vae.encode(x.to(pipe.vae.dtype))).float()
+    return to_uint8(rearrange(y, "1 c f h w -> f h w c"))
+
+
+def paired_differences(rows: dict[str, list[dict[str, float | None]]], keys: list[str]) -> list[dict]:
+    """Per later model ``b`` and key: the paired bootstrap CI of ``b − first`` over the prompts where
+    both have a value. ``rows`` maps model name -> per-prompt figures (same prompts, same order), first
+    model first; one model gives no differences."""
+    names = list(rows)
+    diffs = []
+    for b in names[1:]:
+        for k in keys:
+            pairs = [(x.get(k), y.get(k)) for x, y in zip(rows[names[0]], rows[b])]
+            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+            if pairs:
+                d = paired_difference_ci([x for x, _ in pairs], [y for _, y in pairs])
+                diffs.append({"a": names[0], "b": b, "category": k, **d})
+    return diffs
+
+
+def _categories(keys: list[str]) -> list[dict]:
+    cats = [{"key": k, "label": CATEGORY_LABELS[k], "kind": "rate"} for k in SCENE_CATEGORIES if k in keys]
+    cats.append({"key": "flicker", "label": "temporal flicker (VBench, 1 = steady)", "kind": "quality"})
+    if "clip_score" in keys:
+        cats.append({"key": "clip_score", "label": "CLIP score", "kind": "quality"})
+    return cats
+
+
+def _caption_field(model: str | Path) -> str | None:
+    cfg = pipeline_config(model)
+    return cfg.data.caption_field if cfg is not None else None
 
 
 def _steps_note(names: list[str], models: list[str | Path]) -> list[str]:
