@@ -11,7 +11,8 @@ import pytest
 from synthworld.detect import detect_video
 from synthworld.generate import random_scene
 from synthworld.render import render
-from synthworld.score import SCENE_CATEGORIES, prompt_following, scene_following
+from synthworld.score import SCENE_CATEGORIES, scene_following
+from synthworld.simulate import states_at
 from synthworld.spec import ObjectSpec, SceneSpec
 from t2v.compare.metrics import (
     ClipScorer,
@@ -162,7 +163,8 @@ def test_scene_following_true_videos_vs_other_scenes(scenes):
     other = {c: [] for c in SCENE_CATEGORIES}
     for k, (sp, det) in enumerate(zip(specs, dets)):
         hits = scene_following(sp, det)
-        assert {c: hits[c] for c in ("colour", "shape", "direction", "count")} == prompt_following(sp, det)
+        n_start = sum(s.visible for s in states_at(sp, 0.0))  # one colour/shape/position item per start object
+        assert len(hits["colour"]) == len(hits["shape"]) == len(hits["position"]) == n_start and len(hits["count"]) == 1
         for c, v in hits.items():
             own[c] += v
         for c, v in scene_following(specs[(k + 1) % len(specs)], det).items():

@@ -89,22 +89,24 @@ def test_bad_input_shape():
         detect_video(np.zeros((8, 64, 64), np.uint8), fps=8)
 
 
-def test_prompt_following_on_true_videos_beats_shuffled_prompts():
-    """Rendered clips follow their own scene; scored against another scene they mostly do not."""
-    from synthworld.score import prompt_following
+def test_scene_following_on_true_videos_beats_shuffled_prompts():
+    """Rendered clips follow their own scene; scored against another scene they mostly do not; a blank
+    video follows nothing."""
+    from synthworld.score import SCENE_CATEGORIES, scene_following
 
     own = {c: [] for c in ("colour", "shape", "direction", "count")}
     other = {c: [] for c in own}
     specs = [random_scene(s) for s in range(700, 740)]
     dets = [detect_video(render(sp, size=48, fps=8), fps=8) for sp in specs]
     for k, (sp, det) in enumerate(zip(specs, dets)):
-        for c, v in prompt_following(sp, det).items():
-            own[c] += v
-        for c, v in prompt_following(specs[(k + 1) % len(specs)], det).items():
-            other[c] += v
+        hits, other_hits = scene_following(sp, det), scene_following(specs[(k + 1) % len(specs)], det)
+        for c in own:
+            own[c] += hits[c]
+            other[c] += other_hits[c]
     for c in own:
         assert np.mean(own[c]) >= 0.95, (c, np.mean(own[c]))
     assert np.mean(other["colour"]) < 0.4 and np.mean(other["direction"]) < 0.6
     blank = detect_video(np.full((16, 48, 48, 3), 120, np.uint8), fps=8)
-    blank_hits = prompt_following(specs[0], blank)
-    assert not any(any(blank_hits[c]) for c in ("colour", "shape", "direction"))
+    blank_hits = scene_following(specs[0], blank)
+    assert blank_hits["colour"] and blank_hits["direction"]  # there were items to miss
+    assert not any(any(blank_hits[c]) for c in SCENE_CATEGORIES if c != "count")
