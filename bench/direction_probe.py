@@ -1,6 +1,6 @@
 """Does a trained pipeline move an object the way its prompt says? A direct probe of motion grounding.
 
-The detector-based ``direction`` score of ``t2v eval`` is a hit rate over a few dozen moves, so
+The detector-based ``direction`` score of ``t2v compare`` is a hit rate over a few dozen moves, so
 it needs many scenes to separate a model from chance. This probe asks the question with paired
 prompts instead: one template, rendered with "to the left" / "to the right" / "upwards" /
 "downwards", the same noise seeds for every phrase. Each video's object is tracked by its

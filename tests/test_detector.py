@@ -110,3 +110,25 @@ def test_scene_following_on_true_videos_beats_shuffled_prompts():
     blank_hits = scene_following(specs[0], blank)
     assert blank_hits["colour"] and blank_hits["direction"]  # there were items to miss
     assert not any(any(blank_hits[c]) for c in SCENE_CATEGORIES if c != "count")
+
+
+def test_match_event_nearest_unclaimed_same_kind_within_tolerance():
+    """The one matcher of score_detection and scene_following: nearest in time among unclaimed events
+    of the same kind within the tolerance (a tie: the earlier in the track); `exact` also wants the
+    same direction; each detected event answers one true event."""
+    from synthworld.detect import DetectedEvent, Track
+    from synthworld.score import match_event
+
+    tr = Track(first=0, events=[DetectedEvent(0.75, "move", "left"), DetectedEvent(1.25, "move", "right"),
+                                DetectedEvent(1.0, "stop"), DetectedEvent(1.5, "move", "right")])
+    te = DetectedEvent(1.0, "move", "right")
+    used: set = set()
+    assert match_event(te, tr, used, tol=0.1, exact=False) is None  # nothing of its kind within 0.1 s
+    first = match_event(te, tr, used, tol=0.3)
+    assert first is tr.events[0] and used == {(id(tr), 0)}  # 0.75 and 1.25 tie: the earlier wins; direction ignored
+    assert match_event(te, tr, used, tol=0.3) is tr.events[1]  # 0.75 is claimed now
+    assert match_event(te, tr, used, tol=0.3) is None  # 1.5 is too far
+    used = set()
+    assert match_event(te, tr, used, tol=0.3, exact=True) is tr.events[1]  # the left move is not this change
+    assert match_event(te, tr, used, tol=0.6, exact=True) is tr.events[3]
+    assert match_event(te, None, used, tol=1.0) is None
