@@ -5,7 +5,7 @@ The same synthworld clips are captioned twice in one process with the same confi
 vs 1 (each clip's steps go alone). Key-frame extraction is included in both. torch uses one thread
 (see bench/hf_batching.py for why).
 
-    python bench/captioner_batching.py --clips 16 --active-clips 16 --out runs/bench/captioner_batching.json
+    python bench/captioner_batching.py --num-clips 16 --active-clips 16 --out runs/bench/captioner_batching.json
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from synthworld.dataset import write_synth_dataset
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--num-clips", type=int, default=16)
     ap.add_argument("--active-clips", type=int, default=16)
     ap.add_argument("--interval", type=float, default=1.0, help="key-frame interval (s) of the 4 s clips")
     ap.add_argument("--max-new-tokens", type=int, default=48)
@@ -39,7 +39,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_synth_dataset(tmp / "data", a.clips, seed=3, size=64, fps=8.0, progress=False)
+        write_synth_dataset(tmp / "data", a.num_clips, seed=3, size=64, fps=8.0, progress=False)
         model = build_tiny_llava(tmp / "vlm")
         backend = HFBackend(str(model), max_new_tokens=a.max_new_tokens, batch_size=a.active_clips * 2)
         tasks = tasks_from_manifest(tmp / "data" / "manifest.jsonl", tmp / "out.jsonl")
@@ -57,7 +57,7 @@ def main() -> None:
     ratio = results[a.active_clips]["clips_per_s"] / results[1]["clips_per_s"]
     print(f"batched across {a.active_clips} clips / one clip at a time: {ratio:.2f}x")
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"clips": a.clips, "interval": a.interval, "max_new_tokens": a.max_new_tokens,
+    a.out.write_text(json.dumps({"clips": a.num_clips, "interval": a.interval, "max_new_tokens": a.max_new_tokens,
                                  "threads": a.threads, "one_at_a_time": results[1],
                                  "batched": results[a.active_clips], "ratio": round(ratio, 2)}, indent=1))
 

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from clipio.cli import add_verbose, run_command
+from clipio.cli import add_verbose, main_of
 
 
 def _probe(a: argparse.Namespace) -> int:
@@ -201,9 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_command("captioner", args, args.func)
+main = main_of("captioner", build_parser)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,12 @@ def run_command(prog: str, args: argparse.Namespace, handler: Callable[[argparse
             raise
         print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def main_of(prog: str, build_parser: Callable[[], argparse.ArgumentParser]) -> Callable[[list[str] | None], int]:
+    """A CLI's ``main(argv)``: parse, then :func:`run_command` the chosen subcommand's ``func``."""
+    def main(argv: list[str] | None = None) -> int:
+        args = build_parser().parse_args(argv)
+        return run_command(prog, args, args.func)
+
+    return main

@@ -5,19 +5,24 @@
     t2v cache     --config YAML [key=value ...]
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
     t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S
-                  --recaption configs/captioner/oracle.yaml]
-    t2v prompts   --out P.jsonl [--num 100 --train-manifest M --field dense]
+                  --recaption oracle]
+    t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
     t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR]
-    t2v experiment [--out runs/experiment --minutes 15]   (what `make experiment` runs)
-    t2v demo      [--out runs/demo]   (what `make demo` runs)
+    t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100]   (`make experiment`)
+    t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 50]   (`make demo`)
+
+--config takes a YAML file or a preset name (tiny, dit-b-256, wan-1.3b-finetune; captioner: oracle, …).
+generate and compare sample with the model's saved sample.* settings unless --steps/--guidance say otherwise.
+A user error prints one line and exits 2; -v shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
+
+from clipio.cli import add_verbose, main_of
 
 
 def _synth(a: argparse.Namespace) -> int:
@@ -62,9 +67,11 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _generate(a: argparse.Namespace) -> int:
+    from t2v.compare.run import load_prompts
     from t2v.generate import generate
 
-    prompts = [a.prompt] if a.prompt else [ln.strip() for ln in Path(a.prompts).read_text().splitlines() if ln.strip()]
+    prompts = [a.prompt] if a.prompt else [it.prompt for it in load_prompts(a.prompts)]
+    steps, guidance = sample_settings(a.model, a.steps, a.guidance)
     if a.recaption:  # short prompt -> the dense caption style the model was trained on
         from captioner.config import build_backend, load_captioner_config
         from captioner.modes import recaption
@@ -75,17 +82,28 @@ def _generate(a: argparse.Namespace) -> int:
         prompts = recaption(prompts, build_backend(load_captioner_config(a.recaption).backend), duration=seconds)
         for p in prompts:
             print(f"recaptioned: {p}")
-    paths = generate(a.model, prompts, a.out, num_frames=a.frames, steps=a.steps, guidance=a.guidance, seed=a.seed,
+    paths = generate(a.model, prompts, a.out, num_frames=a.frames, steps=steps, guidance=guidance, seed=a.seed,
                      negative_prompt=a.negative_prompt, fps=a.fps)
     for p in paths:
         print(p)
     return 0
 
 
+def sample_settings(model: str | Path, steps: int | None, guidance: float | None) -> tuple[int, float]:
+    """``--steps`` / ``--guidance``, or else the model's saved ``sample.*`` settings (the trainer's defaults
+    for a folder without a saved config)."""
+    from t2v.config import SampleConfig
+    from t2v.generate import pipeline_config
+
+    cfg = pipeline_config(model)
+    saved = cfg.sample if cfg is not None else SampleConfig()
+    return (saved.steps if steps is None else steps), (saved.guidance if guidance is None else guidance)
+
+
 def _demo(a: argparse.Namespace) -> int:
     from t2v.demo import run_demo
 
-    run_demo(a.out, a.config, num_clips=a.num_clips, eval_scenes=a.eval_scenes, vae_steps=a.vae_steps,
+    run_demo(a.out, a.config, num_clips=a.num_clips, eval_scenes=a.num_prompts, vae_steps=a.vae_steps,
              overrides=a.overrides)
     return 0
 
@@ -93,7 +111,8 @@ def _demo(a: argparse.Namespace) -> int:
 def _compare(a: argparse.Namespace) -> int:
     from t2v.compare.run import compare_models
 
-    rep = compare_models(a.models, a.prompts, a.out, names=a.names, steps=a.steps, guidance=a.guidance, seed=a.seed,
+    steps, guidance = sample_settings(a.models[0], a.steps, a.guidance)
+    rep = compare_models(a.models, a.prompts, a.out, names=a.names, steps=steps, guidance=guidance, seed=a.seed,
                          clip=a.clip, gallery=a.gallery, command="t2v " + " ".join(sys.argv[1:]))
     for cat in rep["categories"]:
         row = "  ".join(f"{n} {_fmt_stat(rep['metrics'][n].get(cat['key']))}" for n in rep["metrics"])
@@ -111,23 +130,33 @@ def _fmt_stat(s: dict | None) -> str:
 def _prompts(a: argparse.Namespace) -> int:
     from t2v.compare.run import write_heldout_prompts
 
-    print(f"wrote {write_heldout_prompts(a.out, a.num, a.seconds, a.field, a.train_manifest)}")
+    print(f"wrote {write_heldout_prompts(a.out, a.num_prompts, a.seconds, a.caption_field, a.train_manifest)}")
     return 0
 
 
 def _experiment(a: argparse.Namespace) -> int:
     from t2v.experiment import run_experiment
 
-    report = run_experiment(a.out, a.config, num_clips=a.clips, minutes=a.minutes, num_prompts=a.prompts,
+    report = run_experiment(a.out, a.config, num_clips=a.num_clips, minutes=a.minutes, num_prompts=a.num_prompts,
                             vae_steps=a.vae_steps, overrides=a.overrides)
     print((report / "report.md").read_text())
     print(f"report: {report / 'report.html'}")
     return 0
 
 
+def _end_to_end_args(s: argparse.ArgumentParser, out: str, num_prompts: int) -> None:
+    """The arguments of the runs that go from clips to a report (`t2v demo`, `t2v experiment`)."""
+    s.add_argument("--out", type=Path, default=Path(out))
+    s.add_argument("--config", default="tiny", help="a config file or a preset name (tiny, dit-b-256, …)")
+    s.add_argument("--num-clips", type=int, default=1000, help="synthworld clips to train on")
+    s.add_argument("--num-prompts", type=int, default=num_prompts, help="held-out dense prompts the report scores")
+    s.add_argument("--vae-steps", type=int, default=1000)
+    s.add_argument("overrides", nargs="*", help="key=value overrides of the training config")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2v", description="dense-t2v: caption-conditioned text-to-video.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbose(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="render a synthworld dataset (clips + manifest with oracle captions)")
@@ -171,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--names", nargs="+", default=None, help="display names (default: the run folder names)")
     s.add_argument("--prompts", type=Path, required=True, help=".jsonl with prompt (+ synthworld scene) or .txt")
     s.add_argument("--out", type=Path, required=True, help="report folder")
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--guidance", type=float, default=5.0)
+    s.add_argument("--steps", type=int, default=None, help="denoising steps (default: the first model's sample.steps)")
+    s.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the first model's sample.guidance)")
     s.add_argument("--seed", type=int, default=0, help="prompt k uses seed + k for every model")
     s.add_argument("--clip", default=None, help="a CLIP model folder: adds CLIP score and Fréchet distance")
     s.add_argument("--gallery", type=int, default=12, help="prompts shown side by side in the report")
@@ -180,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prompts", help="write held-out synthworld prompts (with their scenes) as JSONL")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--num", type=int, default=100)
-    s.add_argument("--field", default="dense", choices=["short", "dense"])
+    s.add_argument("--num-prompts", type=int, default=100)
+    s.add_argument("--caption-field", default="dense", choices=["short", "dense"], help="which oracle caption is the prompt")
     s.add_argument("--seconds", type=float, default=4.0)
     s.add_argument("--train-manifest", type=Path, default=None, help="its scenes are excluded; its world is used")
     s.set_defaults(func=_prompts)
@@ -190,47 +219,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", type=Path, required=True, help="a TextToVideoPipeline folder")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--prompt")
-    g.add_argument("--prompts", type=Path, help="a text file, one prompt per line")
+    g.add_argument("--prompts", type=Path, help="a .txt (one prompt per line) or .jsonl ({\"prompt\": ...}) file")
     s.add_argument("--out", type=Path, required=True, help="a .mp4/.gif file (one prompt) or a folder")
     s.add_argument("--frames", type=int, default=None)
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--guidance", type=float, default=3.0)
+    s.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's sample.steps)")
+    s.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's sample.guidance)")
     s.add_argument("--negative-prompt", default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fps", type=float, default=None, help="playback fps (default: the training fps)")
-    s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER_YAML",
-                   help="first expand each prompt into a dense caption with this captioner config's backend")
+    s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER_CONFIG",
+                   help="first expand each prompt into a dense caption with this captioner config's backend "
+                        "(a file or a preset name: oracle)")
     s.set_defaults(func=_generate)
 
     s = sub.add_parser("experiment", help="short vs dense captions: captioner → two trainings → compare → report")
-    s.add_argument("--out", type=Path, default=Path("runs/experiment"))
-    s.add_argument("--config", type=Path, default=Path("configs/t2v/tiny.yaml"))
-    s.add_argument("--clips", type=int, default=1000)
+    _end_to_end_args(s, "runs/experiment", num_prompts=100)
     s.add_argument("--minutes", type=float, default=15.0, help="training budget of each of the two models")
-    s.add_argument("--prompts", type=int, default=100, help="held-out dense prompts to compare on")
-    s.add_argument("--vae-steps", type=int, default=1000)
-    s.add_argument("overrides", nargs="*", help="key=value overrides of the training config (both models)")
     s.set_defaults(func=_experiment)
 
-    s = sub.add_parser("demo", help="the whole loop offline on CPU: data → VAE → cache → train → generate → eval")
-    s.add_argument("--out", type=Path, default=Path("runs/demo"))
-    s.add_argument("--config", type=Path, default=Path("configs/t2v/tiny.yaml"))
-    s.add_argument("--num-clips", type=int, default=1000)
-    s.add_argument("--eval-scenes", type=int, default=50)
-    s.add_argument("--vae-steps", type=int, default=1000)
-    s.add_argument("overrides", nargs="*", help="key=value overrides of the training config")
+    s = sub.add_parser("demo", help="the whole loop offline on CPU: data → VAE → cache → train → generate → report")
+    _end_to_end_args(s, "runs/demo", num_prompts=50)
     s.set_defaults(func=_demo)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # user errors: one clear line, no traceback
-        print(f"t2v {args.command}: error: {e}", file=sys.stderr)
-        return 2
+main = main_of("t2v", build_parser)
 
 
 if __name__ == "__main__":

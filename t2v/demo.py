@@ -84,6 +84,7 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     prompts = [caption_for(spec, "dense") for spec in heldout_specs(4, cfg.data.num_frames / cfg.data.fps,
                                                                      dataset_seed=424242, world=world)]
     videos = generate(pipeline, prompts, out / "videos", steps=cfg.sample.steps, guidance=cfg.sample.guidance)
+    sheet = video_sheet(videos, prompts, out / "videos" / "contact_sheet.png")
     stamp("generate", s)
     # 6. prompt following on held-out scenes, next to chance and ceiling: the HTML report
     s = time.time()
@@ -116,7 +117,7 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
         f"- VAE: `{out / 'vae'}` (reconstruction PSNR {vae_res['psnr']:.1f} dB)",
         f"- model: `{pipeline}` ({train_sum.get('steps', '?')} of {cfg.train.max_steps} steps in "
         f"{train_sum.get('minutes', float('nan')):.1f} min, final loss {train_sum.get('final_loss', float('nan')):.4f})",
-        f"- videos from long dense prompts: `{out / 'videos'}`", "",
+        f"- videos from long dense prompts: `{out / 'videos'}` (every frame of each: `{sheet}`)", "",
         *notes,
         f"## Prompt following on {eval_scenes} held-out scenes", "", report_table(report), "",
         "Mean over prompts [bootstrap 95% CI]. Chance = the same videos, each scored against ten other scenes' prompts; "
@@ -153,3 +154,16 @@ def plan(num_clips: int, vae_steps: int, eval_scenes: int, gflops: float) -> str
             f"4 videos → report on {eval_scenes} held-out scenes; expected about {minutes:.0f} min here "
             f"(fp32 matmul {gflops:.0f} GFLOP/s now; {sum(REFERENCE_SECONDS.values()) / 60:.0f} min at "
             f"{REFERENCE_GFLOPS:.0f} GFLOP/s). Another job on the same cores can slow it several times over.")
+
+
+def video_sheet(videos: list[Path], prompts: list[str], path: Path) -> Path:
+    """Every frame of each video in a row, labelled with its prompt: the videos at a glance."""
+    from clipio.images import contact_sheet, save_png
+    from clipio.video import open_video
+
+    rows = []
+    for v in videos:
+        with open_video(v) as r:
+            rows.append(r.frames_at([k / r.info.fps for k in range(r.info.num_frames)]))
+    cols = [f"frame {k}" for k in range(max(len(r) for r in rows))]
+    return save_png(path, contact_sheet(rows, [p[:160] for p in prompts], cols, cell=72, label_width=260))

@@ -88,7 +88,7 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     report_dir = out / "report"
     compare_models([pipelines["short"], pipelines["dense"]], prompts, report_dir, names=["short", "dense"],
                    steps=base.sample.steps, guidance=base.sample.guidance,
-                   command=f"t2v experiment --out {out} --minutes {minutes} --clips {num_clips} --prompts {num_prompts}")
+                   command=f"t2v experiment --out {out} --minutes {minutes} --num-clips {num_clips} --num-prompts {num_prompts}")
     stamp("compare", s)
     (out / "times.json").write_text(json.dumps({**times, "total": round(time.time() - t0, 1)}, indent=1))
     log.info("experiment: report in %s (total %.0f s)", report_dir / "report.html", time.time() - t0)

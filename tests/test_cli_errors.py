@@ -44,3 +44,24 @@ def test_captioner_filter_takes_caption_field(tmp_path, capsys):
     src.write_text('{"id": "c1", "video": "v.mp4", "status": "ok", "captions": {"dense": "x"}}\n')
     assert captioner_main(["filter", str(src), "--out", str(tmp_path / "k.jsonl"), "--caption-field", "short"]) == 2
     assert "'short'" in one_error_line(capsys, "captioner filter")
+
+
+def test_t2v_user_errors_are_one_line(tmp_path, capsys):
+    from t2v.cli import main as t2v_main
+
+    assert t2v_main(["train", "--config", "tinny"]) == 2
+    assert "presets: dit-b-256, tiny, wan-1.3b-finetune" in one_error_line(capsys, "t2v train")
+    assert t2v_main(["compare", "--models", str(tmp_path), "--prompts", str(tmp_path / "p.jsonl"),
+                     "--out", str(tmp_path / "o")]) == 2
+    assert "p.jsonl" in one_error_line(capsys, "t2v compare")
+    with pytest.raises(ConfigError):
+        t2v_main(["-v", "train", "--config", "tinny"])
+
+
+def test_generate_and_compare_default_to_the_models_sample_settings(tmp_path):
+    from t2v.cli import sample_settings
+    from t2v.config import load_config
+
+    load_config("tiny", ["sample.steps=7", "sample.guidance=2.5"]).save(tmp_path / "t2v_config.yaml")
+    assert sample_settings(tmp_path, None, None) == (7, 2.5)
+    assert sample_settings(tmp_path, 3, None) == (3, 2.5) and sample_settings(tmp_path, None, 9.0) == (7, 9.0)

@@ -85,7 +85,7 @@ def test_moving_start_world_keeps_only_scenes_that_move_from_the_start(tmp_path)
         for i, o in enumerate(sp.objects):
             first = next(e for e in sp.events if e.obj == i)
             assert o.visible and first.kind == "move" and first.t <= synthetic.MOVING_START_BY
-    # the setting is recorded in the manifest, so `t2v eval` draws held-out scenes from the same world
+    # the setting is recorded in the manifest, so `t2v prompts` / `t2v compare` draw held-out scenes from the same world
     out = tmp_path / "ds"
     r = subprocess.run([str(BIN / "t2v"), "synth", "--out", str(out), "--num-clips", "3", "--size", "48",
                         "--seconds", "2", "--max-objects", "2", "--moving-start", "--no-sheet"],

@@ -3,30 +3,10 @@
 Used by every package (synthworld writes through it, t2v's dataset decodes through it).
 """
 
-from clipio.video.errors import (
-    CorruptVideoError,
-    EmptyVideoError,
-    NotAVideoError,
-    VideoError,
-    VideoNotFoundError,
-    VideoTimeoutError,
-)
+from clipio.video import errors
+from clipio.video.errors import *  # noqa: F403 (the typed errors: errors.__all__)
 from clipio.video.reader import VideoInfo, VideoReader, available_backends, open_video, probe
 from clipio.video.writer import write_gif, write_mp4, write_video
 
-__all__ = [
-    "CorruptVideoError",
-    "EmptyVideoError",
-    "NotAVideoError",
-    "VideoError",
-    "VideoInfo",
-    "VideoNotFoundError",
-    "VideoReader",
-    "VideoTimeoutError",
-    "available_backends",
-    "open_video",
-    "probe",
-    "write_gif",
-    "write_mp4",
-    "write_video",
-]
+__all__ = [*errors.__all__, "VideoInfo", "VideoReader", "available_backends", "open_video", "probe", "write_gif",
+           "write_mp4", "write_video"]

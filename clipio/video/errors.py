@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+# the typed errors, re-exported by clipio.video
+__all__ = ["CorruptVideoError", "EmptyVideoError", "NotAVideoError", "VideoError", "VideoNotFoundError",
+           "VideoTimeoutError"]
+
 
 class VideoError(Exception):
     """A video could not be read; ``path`` names it."""
