@@ -23,6 +23,7 @@ colour), and motion segments (per-frame displacement above a threshold), each wi
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,7 +99,7 @@ class Track:
 
     def _vote(self, attr: str, first_n: int | None = None) -> str:
         values = [getattr(b, attr) for _, b in self.seen()[:first_n]]
-        return max(set(values), key=values.count)
+        return Counter(values).most_common(1)[0][0]  # a tie goes to the value seen first, whatever the hash seed
 
     @property
     def shape(self) -> str:

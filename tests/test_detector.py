@@ -132,3 +132,17 @@ def test_match_event_nearest_unclaimed_same_kind_within_tolerance():
     assert match_event(te, tr, used, tol=0.3, exact=True) is tr.events[1]  # the left move is not this change
     assert match_event(te, tr, used, tol=0.6, exact=True) is tr.events[3]
     assert match_event(te, None, used, tol=1.0) is None
+
+
+def test_track_votes_break_ties_by_first_seen_not_by_hash_order():
+    """Ties used to go to set-iteration order, which changes with PYTHONHASHSEED from process to process."""
+    import subprocess
+    import sys
+
+    code = ("from synthworld.detect import Blob, Track\n"
+            "b = lambda s: Blob('red', s, 'small', 0.5, 0.5, 0.05, 0.01, 0.0, 0.0)\n"
+            "print(Track(0, [b('square'), b('circle'), b('circle'), b('square')]).shape)")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": str(h)}).stdout.strip()
+            for h in range(6)}
+    assert seen == {"square"}
