@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sysconfig
 import venv
@@ -35,7 +36,10 @@ def installed(tmp_path_factory) -> Path:
     py = env_dir / "bin" / "python"
     site = Path(sh([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env_dir).stdout.strip())
     (site / "project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # third-party packages only
-    sh([str(py), "-m", "pip", "install", "--quiet", "--no-deps", str(ROOT)], env_dir)
+    src = tmp_path_factory.mktemp("src") / "dense-t2v"  # a copy: building must not leave build/ in the checkout
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache", ".ruff_cache"))
+    sh([str(py), "-m", "pip", "install", "--quiet", "--no-deps", str(src)], env_dir)
     return env_dir
 
 
