@@ -19,10 +19,11 @@ from synthworld.dataset import World
 
 log = logging.getLogger(__name__)
 
-# Stage times (s) of a clean-clone `make demo` on the machine the README's figures come from, and that
-# machine's fp32 matmul rate: the up-front estimate scales them by the rate measured here and now.
-REFERENCE_GFLOPS = 100.0
-REFERENCE_SECONDS = {"synth": 57, "vae": 60, "cache": 24, "train": 493, "generate": 10, "eval": 20}
+# Stage times (s) of a clean-clone `make demo` on the machine the README's figures come from, and the
+# time of one probe training step (:func:`probe_step_seconds`) measured on it: the up-front estimate
+# scales the stage times by the probe measured here and now.
+REFERENCE_STEP_S = 0.56
+REFERENCE_SECONDS = {"synth": 87, "vae": 314, "cache": 38, "train": 760, "generate": 4, "eval": 32}
 
 # The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
 # On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the demo's
@@ -46,10 +47,11 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     out = Path(out)
     times: dict[str, float] = {}
     t0 = time.time()
-    gflops = matmul_gflops()
-    log.info("demo: %s", plan(num_clips, vae_steps, eval_scenes, gflops))
     cfg = load_config(config, [f"data.manifest={out / 'data' / 'manifest.jsonl'}", f"vae.path={out / 'vae'}",
                                f"train.output_dir={out / 't2v'}", *(overrides or [])])
+
+    step_s = probe_step_seconds(cfg)
+    log.info("demo: %s", plan(num_clips, vae_steps, eval_scenes, cfg.train.max_steps, step_s))
 
     def stamp(name: str, since: float) -> None:
         times[name] = round(time.time() - since, 1)
@@ -125,35 +127,50 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
         f"Report with charts and a gallery: `{out / 'report' / 'report.html'}`.", "",
         "## Prompts", "", *[f"{i}. {p}  \n   → `{v}`" for i, (p, v) in enumerate(zip(prompts, videos))], "",
         "## Wall time (s)", "", *[f"- {k}: {v}" for k, v in times.items()], f"- total: {time.time() - t0:.0f}",
-        f"- this machine's fp32 matmul rate at the start: {gflops:.0f} GFLOP/s", "",
+        f"- probe training step at the start: {step_s:.3f} s (the estimate's reference: {REFERENCE_STEP_S} s)", "",
     ]
     summary.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
 
 
-def matmul_gflops(n: int = 1024, seconds: float = 0.3) -> float:
-    """This machine's fp32 matmul rate right now (GFLOP/s), over ``seconds`` of ``n``×``n`` products."""
+def probe_step_seconds(cfg, steps: int = 3) -> float:
+    """Seconds per training step of the run's own model on random latents (a warm-up step, then the mean of
+    ``steps``): the machine's speed for this work, right now, in a few seconds."""
+    import dataclasses
+
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    k, t0 = 0, time.perf_counter()
-    while (dt := time.perf_counter() - t0) < seconds or k == 0:
-        a @ b
-        k += 1
-    return 2 * n**3 * k / dt / 1e9
+    from t2v.models.build import build_text_encoder, build_transformer, build_vae
+    from t2v.objective import flow_matching_loss
+
+    probe = dataclasses.replace(cfg, vae=dataclasses.replace(cfg.vae, path=None))  # same shapes, no trained VAE needed
+    with torch.random.fork_rng(devices=[]):
+        vae, text_dim = build_vae(probe), build_text_encoder(probe).dim
+        model = build_transformer(probe, vae, text_dim)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        b, f = cfg.train.batch_size, vae.latent_frames(cfg.data.num_frames)
+        hw = cfg.data.size // vae.spatial_factor
+        x0 = torch.randn(b, model.in_channels, f, hw, hw)  # (B, C, F, h, w)
+        text, mask = torch.randn(b, 96, text_dim), torch.ones(b, 96, dtype=torch.bool)  # (B, L, D): a long caption
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            flow_matching_loss(model, x0, text, mask, cfg.objective).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t0)
+    return sum(times[1:]) / steps
 
 
-def plan(num_clips: int, vae_steps: int, eval_scenes: int, gflops: float) -> str:
-    """What the demo will do and how long it should take here: the reference stage times scaled by
-    this machine's matmul rate (each stage's progress bar then shows its own ETA)."""
-    scale = REFERENCE_GFLOPS / max(gflops, 1e-3)
-    minutes = sum(REFERENCE_SECONDS.values()) * scale / 60
-    return (f"{num_clips} clips → VAE ({vae_steps} steps) → cache → training (the preset's step budget) → "
-            f"4 videos → report on {eval_scenes} held-out scenes; expected about {minutes:.0f} min here "
-            f"(fp32 matmul {gflops:.0f} GFLOP/s now; {sum(REFERENCE_SECONDS.values()) / 60:.0f} min at "
-            f"{REFERENCE_GFLOPS:.0f} GFLOP/s). Another job on the same cores can slow it several times over.")
+def plan(num_clips: int, vae_steps: int, eval_scenes: int, train_steps: int, step_s: float) -> str:
+    """What the demo will do and how long it should take here: the reference stage times scaled by this
+    machine's probe step (each stage's progress bar then shows its own ETA)."""
+    total = sum(REFERENCE_SECONDS.values())
+    return (f"{num_clips} clips → VAE ({vae_steps} steps) → cache → training ({train_steps} steps) → 4 videos → "
+            f"report on {eval_scenes} held-out scenes; expected about {total * step_s / REFERENCE_STEP_S / 60:.0f} min "
+            f"here (a probe training step takes {step_s:.2f} s now; {total / 60:.0f} min at {REFERENCE_STEP_S} s). "
+            "Another job on the same cores can slow it several times over.")
 
 
 def video_sheet(videos: list[Path], prompts: list[str], path: Path) -> Path:
