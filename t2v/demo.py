@@ -19,16 +19,17 @@ from synthworld.dataset import World
 
 log = logging.getLogger(__name__)
 
-# Stage times (s) of a clean-clone `make demo` on the machine the README's figures come from, and the
-# time of one probe training step (:func:`probe_step_seconds`) measured on it: the up-front estimate
-# scales the stage times by the probe measured here and now.
+# Stage times (s) of a clean-clone `make demo` at its defaults (1000 clips, 1000 VAE steps, 50 report prompts)
+# on the machine the README's figures come from, and its probe step (:func:`probe_step_seconds`). The
+# up-front estimate scales them by the counts asked for and by the probe timed here and now; training is
+# estimated from the probe directly (steps × s/step).
 REFERENCE_STEP_S = 0.56
-REFERENCE_SECONDS = {"synth": 87, "vae": 314, "cache": 38, "train": 760, "generate": 4, "eval": 32}
+REFERENCE_SECONDS = {"synth": 87, "vae": 314, "cache": 38, "generate": 4, "eval": 32}
 
 # The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
 # On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the demo's
 # budget but not where shapes are or which way they move; on this one it learns all three
-# (README "Does it learn?", docs/does-it-learn.md "Direction is learned — from clips that move"). Any world is one `t2v synth` away.
+# (docs/does-it-learn.md, "Direction is learned — from clips that move"). Any world is one `t2v synth` away.
 DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)
 
 
@@ -163,14 +164,22 @@ def probe_step_seconds(cfg, steps: int = 3) -> float:
     return sum(times[1:]) / steps
 
 
+def expected_minutes(num_clips: int, vae_steps: int, eval_scenes: int, train_steps: int, step_s: float) -> float:
+    """The demo's expected wall time here: the reference stage times scaled by the counts asked for and by this
+    machine's probe step, plus ``train_steps`` probe steps."""
+    ref, speed = REFERENCE_SECONDS, step_s / REFERENCE_STEP_S
+    other = ((ref["synth"] + ref["cache"]) * num_clips / 1000 + ref["vae"] * vae_steps / 1000 + ref["generate"]
+             + ref["eval"] * eval_scenes / 50)
+    return (other * speed + train_steps * step_s) / 60
+
+
 def plan(num_clips: int, vae_steps: int, eval_scenes: int, train_steps: int, step_s: float) -> str:
-    """What the demo will do and how long it should take here: the reference stage times scaled by this
-    machine's probe step (each stage's progress bar then shows its own ETA)."""
-    total = sum(REFERENCE_SECONDS.values())
+    """What the demo will do and how long it should take here (each stage's progress bar then shows its ETA)."""
+    minutes = expected_minutes(num_clips, vae_steps, eval_scenes, train_steps, step_s)
     return (f"{num_clips} clips → VAE ({vae_steps} steps) → cache → training ({train_steps} steps) → 4 videos → "
-            f"report on {eval_scenes} held-out scenes; expected about {total * step_s / REFERENCE_STEP_S / 60:.0f} min "
-            f"here (a probe training step takes {step_s:.2f} s now; {total / 60:.0f} min at {REFERENCE_STEP_S} s). "
-            "Another job on the same cores can slow it several times over.")
+            f"report on {eval_scenes} held-out scenes; expected about {minutes:.0f} min here (a probe training "
+            f"step takes {step_s:.2f} s now, {REFERENCE_STEP_S} s on the reference machine). Another job on the "
+            "same cores can slow it several times over.")
 
 
 def video_sheet(videos: list[Path], prompts: list[str], path: Path) -> Path:

@@ -397,3 +397,13 @@ def test_vae_frames_need_no_captions(tiny_manifest, tmp_path):
                                         "video": str(tiny_manifest.parent / r["video"])}) + "\n" for r in recs))
     frames = load_frames(bare, 32, per_clip=2)
     assert frames.shape == (2 * len(recs), 32, 32, 3) and frames.dtype == np.uint8
+
+
+def test_demo_time_estimate_scales_with_the_work_and_the_probe():
+    from t2v.demo import REFERENCE_SECONDS, REFERENCE_STEP_S, expected_minutes
+
+    ref = expected_minutes(1000, 1000, 50, 1400, REFERENCE_STEP_S)
+    assert ref == pytest.approx((sum(REFERENCE_SECONDS.values()) + 1400 * REFERENCE_STEP_S) / 60)
+    assert expected_minutes(1000, 1000, 50, 1400, 2 * REFERENCE_STEP_S) == pytest.approx(2 * ref)
+    toy = expected_minutes(6, 3, 2, 2, REFERENCE_STEP_S)
+    assert toy < 0.05 * ref  # a toy run is not promised the full demo's time
