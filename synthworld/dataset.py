@@ -8,8 +8,12 @@ the manifest are skipped. A clip that fails becomes a ``status: error`` record a
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +113,27 @@ def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames:
     }
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (``taskset`` and cgroup affinity included, unlike ``os.cpu_count()``)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _render_clip(job: tuple) -> tuple[dict, bool]:
+    """(record, ok) of clip ``index``: rendered and written, or an error record (one bad clip must not stop
+    the run). Top-level so that worker processes can run it."""
+    out, index, seed, size, fps, seconds, world = job
+    cid = clip_id(index)
+    video = f"clips/{cid}.mp4"
+    try:
+        spec = world.scene(scene_seed(seed, index), seconds)
+        frames = render(spec, size=size, fps=fps)
+        write_mp4(out / video, frames, fps)
+        return clip_record(spec, index, video, size, fps, len(frames), world), True
+    except Exception as e:
+        log.warning("%s failed: %s", cid, e)
+        return error_record(cid, video, e), False
+
+
 def write_synth_dataset(
     out: str | Path,
     num_clips: int,
@@ -118,8 +143,12 @@ def write_synth_dataset(
     seconds: float = 4.0,
     progress: bool = True,
     world: World | None = None,
+    workers: int = 1,
 ) -> SynthSummary:
-    """Render ``num_clips`` random scenes to ``out`` (resuming if ``out`` already holds some)."""
+    """Render ``num_clips`` random scenes to ``out`` (resuming if ``out`` already holds some).
+
+    ``workers`` > 1 renders in that many processes (0: one per core this process may use); records are written in clip order either way, and each
+    clip depends only on (``seed``, its index), so the dataset is the same for any number of workers."""
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
     if not 32 <= size <= 256 or size % 2:
@@ -128,29 +157,28 @@ def write_synth_dataset(
         raise ValueError(f"fps must be in 1..60, got {fps}")
     if not 1 <= seconds <= 60:
         raise ValueError(f"seconds must be in 1..60, got {seconds}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: one per usable core), got {workers}")
+    workers = workers or usable_cores()
     world = world or World()
     out = Path(out)
     manifest = out / "manifest.jsonl"
-    written = skipped = errors = 0
+    written = errors = 0
     with ManifestWriter(manifest) as w:
-        for i in tqdm(range(num_clips), desc="rendering clips", unit="clip", disable=not progress):
-            cid = clip_id(i)
-            if cid in w.done_ids:
-                skipped += 1
-                continue
-            video = f"clips/{cid}.mp4"
-            try:
-                spec = world.scene(scene_seed(seed, i), seconds)
-                frames = render(spec, size=size, fps=fps)
-                write_mp4(out / video, frames, fps)
-                rec = clip_record(spec, i, video, size, fps, len(frames), world)
-            except Exception as e:  # one bad clip must not stop the run
-                log.warning("%s failed: %s", cid, e)
-                rec = error_record(cid, video, e)
-                errors += 1
-            else:
-                written += 1
-            w.write(rec)
+        todo = [(out, i, seed, size, fps, seconds, world) for i in range(num_clips) if clip_id(i) not in w.done_ids]
+        skipped = num_clips - len(todo)
+        bar = tqdm(total=num_clips, initial=skipped, desc="rendering clips", unit="clip", disable=not progress)
+        with ExitStack() as stack:
+            results = map(_render_clip, todo)
+            if workers > 1 and len(todo) > 1:  # spawned processes: safe beside torch's threads
+                pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")))
+                results = pool.map(_render_clip, todo, chunksize=max(1, min(16, len(todo) // (4 * workers))))
+            for rec, ok in results:
+                w.write(rec)  # in clip order: a killed run resumes after the last clip written
+                written += ok
+                errors += not ok
+                bar.update(1)
+        bar.close()
     return SynthSummary(out, manifest, written, skipped, errors)
 
 
