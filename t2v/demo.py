@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # up-front estimate scales them by the counts asked for and by the probe timed here and now; training is
 # estimated from the probe directly (steps × s/step).
 REFERENCE_STEP_S = 0.56
-REFERENCE_SECONDS = {"synth": 87, "vae": 314, "cache": 38, "generate": 4, "eval": 32}
+REFERENCE_SECONDS = {"synth": 50, "vae": 314, "cache": 38, "generate": 4, "eval": 32}
 
 # The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
 # On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the demo's
@@ -34,7 +34,7 @@ DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)
 
 
 def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_clips: int = 1000,
-             eval_scenes: int = 50, vae_steps: int = 1000, overrides: list[str] | None = None,
+             eval_scenes: int = 50, vae_steps: int = 1000, vae_crop: int = 0, overrides: list[str] | None = None,
              world: World = DEMO_WORLD) -> Path:
     from synthworld.dataset import caption_for, heldout_specs, write_synth_dataset
     from t2v.compare.run import compare_models, report_table, write_heldout_prompts
@@ -61,7 +61,7 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     # 1. data
     s = time.time()
     write_synth_dataset(out / "data", num_clips, seed=0, size=cfg.data.size, fps=8.0,
-                        seconds=cfg.data.num_frames / cfg.data.fps, world=world)
+                        seconds=cfg.data.num_frames / cfg.data.fps, world=world, workers=0)
     stamp("synth", s)
     # 2. VAE
     s = time.time()
@@ -69,7 +69,7 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     if not vae_info.is_file():
         res = train_vae(cfg.data.manifest, out / "vae", size=cfg.data.size, steps=vae_steps,
                         latent_channels=cfg.vae.latent_channels,
-                        block_out_channels=tuple(cfg.vae.block_out_channels))
+                        block_out_channels=tuple(cfg.vae.block_out_channels), crop=vae_crop)
         vae_info.write_text(json.dumps(res, indent=1))
     stamp("vae", s)
     # 3. cache

@@ -24,6 +24,7 @@ ORACLE_CONFIG = "oracle"  # the captioner preset shipped as package data
 
 def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "tiny",
                    num_clips: int = 1000, minutes: float = 15.0, num_prompts: int = 100, vae_steps: int = 1000,
+                   vae_crop: int = 0,
                    overrides: list[str] | None = None, world: World = DEMO_WORLD) -> Path:
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest
@@ -55,7 +56,7 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     # 1. clips, then captions written by the captioner from the pixels (oracle VLM, DiffSW)
     s = time.time()
     synth = write_synth_dataset(out / "data", num_clips, seed=0, size=base.data.size, fps=8.0, seconds=seconds,
-                                world=world)
+                                world=world, workers=0)
     ccfg = load_captioner_config(ORACLE_CONFIG)
     cap = run_captioner(ccfg, tasks_from_manifest(synth.manifest, captions), captions)
     if cap.error:
@@ -67,7 +68,7 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     if not vae_info.is_file():
         res = train_vae(synth.manifest, out / "vae", size=base.data.size, steps=vae_steps,
                         latent_channels=base.vae.latent_channels,
-                        block_out_channels=tuple(base.vae.block_out_channels))
+                        block_out_channels=tuple(base.vae.block_out_channels), crop=vae_crop)
         vae_info.write_text(json.dumps(res, indent=1))
     stamp("vae", s)
     # 3. two trainings, identical but for the caption field

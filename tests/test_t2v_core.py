@@ -128,6 +128,35 @@ def test_text_layers_concatenate_hidden_states_and_keep_position_words_apart(min
 
 
 # ----------------------------------------------------------------------------- backbones
+def test_a_pretrained_wan_folder_is_wrapped_with_its_weights(tmp_path):
+    """The fine-tune route (model.pretrained): a saved diffusers WanTransformer3DModel folder is wrapped as is."""
+    from diffusers import WanTransformer3DModel
+
+    from t2v.models.backbone import wan_config
+
+    torch.manual_seed(0)
+    dit = WanTransformer3DModel(**wan_config(4, 32, 1, 2, 16, 2.0, [1, 2, 2]))
+    dit.save_pretrained(tmp_path / "wan")
+    model = T2VTransformer.from_dit(str(tmp_path / "wan"), "wan", sample_frames=4, sample_size=8)
+    for k, v in dit.state_dict().items():
+        assert torch.equal(model.dit.state_dict()[k], v), k
+    x0, text = torch.randn(1, 4, 4, 8, 8), torch.randn(1, 5, 32)
+    torch.testing.assert_close(model(x0, torch.tensor([500.0]), text), dit(x0, torch.tensor([500.0]), text)[0])
+
+
+def test_a_learned_sigma_latte_checkpoint_is_refused(tmp_path):
+    """Public Latte checkpoints predict learned sigma (2× the latent channels) under DDPM: not fine-tunable with
+    flow matching, and the error says why and what to do instead."""
+    from diffusers import LatteTransformer3DModel
+
+    from t2v.models.backbone import latte_config
+
+    cfg = {**latte_config(4, 32, 1, 2, 16, 2, 8, 4), "out_channels": 8}
+    LatteTransformer3DModel(**cfg).save_pretrained(tmp_path / "latte")
+    with pytest.raises(ValueError, match=r"learned sigma \(8 output channels for 4 latent channels\).*fine-tune Wan"):
+        T2VTransformer.from_dit(str(tmp_path / "latte"), "latte", sample_frames=4, sample_size=8)
+
+
 @pytest.mark.parametrize("backbone,adapter_dim", [("wan", 0), ("latte", 0), ("wan", 16), ("latte", 16)])
 def test_backbone_trains_and_ignores_padding(backbone, adapter_dim):
     torch.manual_seed(0)
@@ -383,6 +412,22 @@ def test_train_vae_saves_a_loadable_diffusers_folder(tiny_manifest, tmp_path):
     x[:, 0, 2:4, 2:4] = 1.0  # a red 2×2 square on black
     w = foreground_weight(x, 20.0)
     assert w[0, 0, 2, 2] == 21.0 and w[0, 0, 0, 0] == 1.0
+
+
+def test_vae_trains_on_random_windows_and_is_scored_on_whole_frames(tiny_manifest, tmp_path):
+    from t2v.vae_train import random_crops, train_vae
+
+    x = torch.arange(4 * 3 * 32 * 32, dtype=torch.float32).reshape(4, 3, 32, 32)
+    crops = random_crops(x, 16, torch.Generator().manual_seed(0))
+    assert crops.shape == (4, 3, 16, 16)
+    for b in range(4):  # each window is a slice of its own frame, at the offset its first pixel names
+        top, left = divmod(int(crops[b, 0, 0, 0] - x[b, 0, 0, 0]), 32)
+        assert torch.equal(crops[b], x[b, :, top : top + 16, left : left + 16])
+    res = train_vae(tiny_manifest, tmp_path / "vae", size=32, steps=20, batch_size=8, block_out_channels=(8, 16),
+                    crop=16)
+    assert VideoVAE.from_pretrained(str(tmp_path / "vae")).vae.config.sample_size == 32 and res["psnr"] > 0
+    with pytest.raises(ValueError, match="crop must be a multiple of 8"):
+        train_vae(tiny_manifest, tmp_path / "bad", size=32, steps=1, crop=12)
 
 
 def test_vae_frames_need_no_captions(tiny_manifest, tmp_path):
