@@ -2,7 +2,7 @@
 
     python train_t2v.py --config t2v/presets/tiny.yaml [--resume latest] [train.max_steps=200 ...]
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 train_t2v.py --config …   # DDP
-    accelerate launch --config_file configs/accelerate/fsdp.yaml train_t2v.py --config …           # FSDP
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml train_t2v.py --config … train.parallel=fsdp
 """
 
 from __future__ import annotations

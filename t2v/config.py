@@ -90,6 +90,14 @@ class OptimConfig:
 
 
 @dataclass
+class FSDPConfig:
+    """``train.parallel: fsdp`` settings (t2v/training/parallel.py)."""
+
+    replicate: int = 1  # HSDP: replica groups (e.g. nodes), sharding within each; 1 = shard over all ranks
+    reshard_after_forward: bool = True  # false: keep parameters gathered until backward (ZeRO-2-like)
+
+
+@dataclass
 class TrainConfig:
     output_dir: str = "runs/t2v"
     max_steps: int = 1000
@@ -105,6 +113,8 @@ class TrainConfig:
     validation_prompts: list[str] = field(default_factory=list)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0 = no limit
     peak_tflops: float = 0.0  # device peak for MFU; 0: look up known GPUs, else no MFU
+    parallel: str = "ddp"  # ddp: a full copy per rank (accelerate) | fsdp: torch FSDP2, sharded per block
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
 
 
 @dataclass
@@ -160,6 +170,9 @@ def validate(cfg: RunConfig) -> None:
     choice("text.encoder_class", cfg.text.encoder_class, ("auto", "t5"))
     choice("optim.schedule", cfg.optim.schedule, ("constant", "cosine"))
     choice("train.mixed_precision", cfg.train.mixed_precision, ("auto", "no", "bf16", "fp16"))
+    choice("train.parallel", cfg.train.parallel, ("ddp", "fsdp"))
+    if cfg.train.fsdp.replicate < 1:
+        raise ConfigError(f"train.fsdp.replicate: must be >= 1, got {cfg.train.fsdp.replicate}")
     if len(cfg.model.patch_size) != 3:
         raise ConfigError(f"model.patch_size: expected [t, h, w], got {cfg.model.patch_size}")
     for name, v in [("data.num_frames", cfg.data.num_frames), ("data.size", cfg.data.size),

@@ -1,6 +1,7 @@
 """Train a text-to-video model: build → resume → loop → export (components in :mod:`t2v.training`).
 
-accelerate runs it on one device or many (DDP / FSDP / DeepSpeed via launch configs); flow matching under
+accelerate launches it on one device or many; ``train.parallel`` replicates (DDP) or shards (torch FSDP2,
+:mod:`t2v.training.parallel`) the model; flow matching under
 the noise-level curriculum, EMA, exact resume, TensorBoard, validation GIFs, final pipeline export.
 
 Run folder (``train.output_dir``)::
@@ -8,7 +9,8 @@ Run folder (``train.output_dir``)::
     config.yaml                  the resolved config
     logs/                        TensorBoard (loss, lr, grad_norm, samples_per_s[_per_device],
                                  tokens_per_s_per_device, mfu)
-    checkpoints/step-000500/     accelerate state (model, optimizer, scheduler, RNG, EMA) + trainer_state.json
+    checkpoints/step-000500/     accelerate state (model, optimizer, scheduler, RNG, EMA) + trainer_state.json;
+                                 sharded runs: sharded/ (DCP), rng-<rank>.safetensors, schedule.json
     samples/step-000500/         validation GIFs and a contact sheet
     pipeline/                    the final TextToVideoPipeline (EMA weights when EMA is on)
     train_summary.json           steps, final loss, minutes, the last throughput figures, …
@@ -32,7 +34,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     from accelerate.utils import set_seed
 
     run = build(cfg)  # 1. accelerator, models, data, optimiser, EMA (same initial weights on every rank)
-    step = load_checkpoint(run.acc, run.out, resume)  # 2. model, EMA, optimiser, scheduler, RNG; step
+    step = load_checkpoint(run, resume)  # 2. model, EMA, optimiser, scheduler, RNG; step
     if step is None:
         step = 0
         set_seed(cfg.train.seed, device_specific=True)  # a fresh run: different noise on each rank

@@ -13,7 +13,7 @@ from clipio.images import contact_sheet, save_png
 from clipio.video import write_gif
 from t2v.config import RunConfig
 from t2v.training.build import Run, build_pipeline
-from t2v.training.ema import ema_weights
+from t2v.training.ema import sampling_weights
 from t2v.training.metrics import tensorboard
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,15 @@ def write_samples(pipe, cfg: RunConfig, folder: Path, tracker=None, step: int = 
 
 
 def validate(run: Run, step: int) -> list[Path]:
-    """Samples of the model being trained (EMA weights when EMA is on) into ``samples/step-NNNNNN``.
-    Main process only; nothing without ``train.validation_prompts``."""
+    """Samples of the model being trained (EMA weights when EMA is on) into ``samples/step-NNNNNN``, written by
+    the main process; every rank calls it (a sharded model is gathered first). Nothing without
+    ``train.validation_prompts``."""
     if not run.cfg.train.validation_prompts:
         return []
-    model = run.unwrapped
-    was_training = model.training
-    with ema_weights(run.ema, model):
+    with sampling_weights(run) as model:
+        if model is None:
+            return []
+        was_training = model.training
         model.eval()
         pipe = build_pipeline(model, run.vae, run.text_encoder, run.cfg)
         paths = write_samples(pipe, run.cfg, run.out / "samples" / f"step-{step:06d}", tracker=tensorboard(run.acc),

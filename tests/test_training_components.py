@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -115,10 +116,14 @@ def test_checkpoint_lookup_and_pruning(tmp_path):
     assert latest_checkpoint(tmp_path / "nothing") is None
     prune_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in ckpts.iterdir()) == ["step-000006", "step-000008"]
-    assert load_checkpoint(None, tmp_path, None) is None
-    assert load_checkpoint(None, tmp_path / "nothing", "latest") is None  # nothing to resume: from scratch
+    run = SimpleNamespace(acc=None, out=tmp_path, sharded=False)
+    assert load_checkpoint(run, None) is None
+    assert load_checkpoint(SimpleNamespace(acc=None, out=tmp_path / "nothing", sharded=False), "latest") is None
     with pytest.raises(ValueError, match="step-000008.*not a checkpoint folder"):
-        load_checkpoint(None, tmp_path, str(ckpts / "step-000008"))
+        load_checkpoint(run, str(ckpts / "step-000008"))
+    (ckpts / "step-000006" / "sharded").mkdir()  # a train.parallel=fsdp checkpoint, resumed without it
+    with pytest.raises(ValueError, match="sharded checkpoint.*train.parallel=fsdp"):
+        load_checkpoint(run, "latest")
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])

@@ -34,6 +34,7 @@ class Run:
     opt: torch.optim.Optimizer
     sched: Any
     ema: Any  # diffusers EMAModel or None
+    sharded: bool = False  # train.parallel=fsdp: ``model`` is FSDP2-sharded, not prepared by accelerate
 
     @property
     def main(self) -> bool:
@@ -55,16 +56,24 @@ def mixed_precision(cfg: RunConfig) -> str:
 def build(cfg: RunConfig) -> Run:
     """Everything of a run, with the same initial weights on every rank (seeded by ``train.seed``)."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 
     out = Path(cfg.train.output_dir)
-    # 1. Accelerator (the launch config decides DDP / FSDP / DeepSpeed; precision from the run config)
+    # 1. Accelerator (processes and process group from the launch; DDP or FSDP2 and precision from the run config)
+    sharded = cfg.train.parallel == "fsdp"
+    if sharded and mixed_precision(cfg) == "fp16":
+        raise ValueError("train.parallel=fsdp takes train.mixed_precision bf16 or no (fp16 needs a sharded "
+                         "gradient scaler); set train.mixed_precision=bf16")
     acc = Accelerator(
         gradient_accumulation_steps=cfg.train.grad_accum,
         mixed_precision=mixed_precision(cfg),
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
+    if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise ValueError(f"accelerate's {acc.distributed_type.value} launch type is not used by this trainer: launch "
+                         "with configs/accelerate/multi_gpu.yaml (one process per GPU) and shard with "
+                         "train.parallel=fsdp (torch FSDP2; train.fsdp.reshard_after_forward=false is ZeRO-2-like)")
     if acc.is_main_process:
         cfg.save(out / "config.yaml")
     set_seed(cfg.train.seed)  # same initial weights on every rank
@@ -78,12 +87,20 @@ def build(cfg: RunConfig) -> Run:
     # 3. Data
     dataset, use_cache = build_dataset(cfg, verbose=acc.is_main_process)
 
-    # 4. Optimiser, LR schedule, EMA
+    # 4. Sharding (FSDP2) or accelerate's wrapping (DDP); optimiser, LR schedule, EMA over what trains
+    if sharded:
+        from t2v.training.parallel import shard_model
+
+        model = shard_model(model, acc, cfg.train.fsdp.replicate, cfg.train.fsdp.reshard_after_forward,
+                            mixed_precision(cfg))
     opt = build_optimizer(cfg.optim, model)
     sched = build_scheduler(cfg.optim, cfg.train, opt, acc.num_processes)
-    ema = build_ema(cfg.train.ema_decay, model, acc)
-    model, opt, sched = acc.prepare(model, opt, sched)
-    return Run(cfg, out, acc, text_encoder, vae, model, empty_text, dataset, use_cache, opt, sched, ema)
+    ema = build_ema(cfg.train.ema_decay, model, acc, register=not sharded)  # sharded: saved with the DCP state
+    if sharded:
+        opt, sched = acc.prepare(opt, sched)
+    else:
+        model, opt, sched = acc.prepare(model, opt, sched)
+    return Run(cfg, out, acc, text_encoder, vae, model, empty_text, dataset, use_cache, opt, sched, ema, sharded)
 
 
 def build_pipeline(transformer, vae, text_encoder, cfg: RunConfig):

@@ -4,6 +4,7 @@ logging (loss, lr, grad_norm, throughput, MFU), checkpoints, validation samples 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -14,7 +15,8 @@ from t2v.objective import caption_dropout_at, curriculum_sigmas, flow_matching_l
 from t2v.training.build import Run
 from t2v.training.checkpoint import save_checkpoint
 from t2v.training.data import batches, encode_batch
-from t2v.training.metrics import ThroughputMeter, expected_run, peak_flops
+from t2v.training.metrics import ThroughputMeter, expected_run, memory_peak_gb, peak_flops
+from t2v.training.parallel import clip_grad_norm_
 from t2v.validation import validate
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def run_loop(run: Run, step: int) -> LoopResult:
     cap = TimeCap(cfg.train.max_minutes, curriculum_end, verbose=run.main)
     meter = ThroughputMeter()
     first_step, estimate_at = step, step + max(1, min(cfg.train.log_every, 10))
-    loss, last = torch.tensor(float("nan")), {}
+    loss, last, memory = torch.tensor(float("nan")), {}, 0.0
     budget = f" (stops after {cfg.train.max_minutes:g} min)" if cfg.train.max_minutes > 0 else ""
     bar = tqdm(total=cfg.train.max_steps, initial=step, desc="training" + budget, unit="step", disable=not run.main)
     while step < cfg.train.max_steps:
@@ -83,10 +85,19 @@ def run_loop(run: Run, step: int) -> LoopResult:
                                                     cfg.train.max_steps, cfg.train.max_minutes, curriculum_end)
             log.info("expected: %d steps at %.2f s/step ≈ %.1f min (%s)", end, s_per_step, minutes,
                      f"cap {cfg.train.max_minutes:g} min" if cfg.train.max_minutes > 0 else "no cap")
+        if step == first_step + 1:
+            memory = memory_peak_gb(acc.device)
+            log.info("memory peak after the first step, rank %d: %.2f GB (%s)", acc.process_index, memory, acc.device)
         if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
             last = meter.read(world_size=acc.num_processes, tokens_per_sample=run.unwrapped.tokens(x0.shape[1:]),
                               n_params=n_params, peak_flops_per_device=peak)
+            last["memory_peak_gb"] = memory
             logs = {"loss": acc.reduce(loss.detach(), "mean").item(), "lr": run.sched.get_last_lr()[0], **last}
+            if not math.isfinite(logs["loss"]):  # the mean over ranks: every rank stops here, at this step
+                raise FloatingPointError(
+                    f"training loss is {logs['loss']} at step {step}: stopping before a checkpoint of broken weights "
+                    f"is written; resume from the last checkpoint in {run.out / 'checkpoints'} with a lower "
+                    f"optim.lr (now {cfg.optim.lr:g}) or optim.max_grad_norm > 0")
             if grad_norm is not None:
                 logs["grad_norm"] = float(grad_norm)
             acc.log(logs, step=step)
@@ -99,9 +110,10 @@ def run_loop(run: Run, step: int) -> LoopResult:
         if acc.num_processes > 1 and cfg.train.max_minutes > 0:  # every rank stops at the same step
             stop = bool(acc.gather(torch.tensor([stop], device=acc.device)).any())
         if step % cfg.train.checkpoint_every == 0 or stop:
-            save_checkpoint(acc, run.out, step, cfg)
-        if cfg.train.validate_every and step % cfg.train.validate_every == 0 and run.main:
-            validate(run, step)
+            save_checkpoint(run, step)
+        if cfg.train.validate_every and step % cfg.train.validate_every == 0:
+            with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+                validate(run, step)  # every rank (a sharded model is gathered first); the run's RNG untouched
         if stop:
             if run.main:
                 log.warning("train.max_minutes=%g reached at step %d: stopping early", cfg.train.max_minutes, step)
@@ -120,9 +132,12 @@ def _micro_step(run: Run, batch: dict, step: int):
                                       caption_dropout_at(cfg.objective, step))
         sigma = curriculum_sigmas(x0.shape[0], cfg.objective, step, device=x0.device)
         loss = flow_matching_loss(model, x0, text, mask, cfg.objective, sigma=sigma)
+        if run.sharded:  # FSDP2: reduce-scatter gradients only on the last micro-batch of a step
+            model.set_requires_gradient_sync(acc.sync_gradients)
         acc.backward(loss)
         if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
-            grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+            grad_norm = (clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm) if run.sharded
+                         else acc.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm))
         run.opt.step()
         run.sched.step()
         run.opt.zero_grad(set_to_none=True)

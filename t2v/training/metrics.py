@@ -77,6 +77,15 @@ def expected_run(step: int, steps_done: int, seconds: float, max_steps: int, cap
     return end, s_per_step, (seconds + (end - step) * s_per_step) / 60
 
 
+def memory_peak_gb(device: torch.device) -> float:
+    """Peak memory of this process so far, in GB: allocated CUDA memory on a GPU, else the resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB
+
+
 def tensorboard(acc):
     """The run's TensorBoard ``SummaryWriter``, or None when no tracker is configured."""
     try:
