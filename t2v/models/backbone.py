@@ -182,6 +182,16 @@ class T2VTransformer(ModelMixin, ConfigMixin):
 
         dit_cls = WanTransformer3DModel if backbone == "wan" else LatteTransformer3DModel
         dit = dit_cls.from_pretrained(dit_path, **load_kwargs)
+        if backbone == "latte":
+            c = dit.config
+            if (c.out_channels or c.in_channels) != c.in_channels:
+                raise ValueError(
+                    f"model.pretrained={dit_path}: this Latte predicts learned sigma ({c.out_channels} output channels "
+                    f"for {c.in_channels} latent channels) and was trained as DDPM (noise prediction); this trainer "
+                    "trains flow matching (velocity, as many outputs as inputs), so it cannot fine-tune it. Train "
+                    "Latte from scratch (leave model.pretrained unset) or fine-tune Wan (t2v/presets/wan-1.3b-finetune.yaml)")
+            log.warning("model.pretrained=%s: a Latte checkpoint is fine-tuned with flow matching; one trained as "
+                        "DDPM starts from another objective", dit_path)
         text_dim = dit.config.text_dim if backbone == "wan" else dit.config.caption_channels
         model = cls(backbone, dict(dit.config), text_dim, text_adapter_layers, sample_frames, sample_size,
                     abs_pos_embed)
