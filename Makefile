@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: env test demo experiment lint report-screenshot clean
+.PHONY: env test demo experiment lint gpu-smoke report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ experiment: env
 
 lint: env
 	$(BIN)/ruff check --no-cache .
+
+# the GPU paths end to end (bf16, FSDP2 on every GPU, resume, xformers, offload) -> runs/gpu-smoke/gpu_smoke.json
+gpu-smoke: env
+	$(BIN)/python scripts/gpu_smoke.py --out runs/gpu-smoke
 
 # headless-Chromium screenshot of a `t2v compare` report (installs Debian's chromium on first use):
 #   make report-screenshot REPORT=runs/experiment/report   ->  $(REPORT)/screenshot.png

@@ -55,6 +55,9 @@ def _check(value: Any, tp: Any, name: str) -> Any:
     if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         return value
     tname = getattr(tp, "__name__", str(tp))
+    if tp is str and isinstance(value, bool):  # YAML 1.1: no/yes/off/on are booleans
+        raise ConfigError(f"{name}: expected str, got {value!r} (YAML reads no/yes/off/on as booleans: quote the "
+                          f"word, e.g. {name}='no' on the command line or {name.rsplit('.', 1)[-1]}: \"no\" in a file)")
     raise ConfigError(f"{name}: expected {tname}, got {value!r}")
 
 

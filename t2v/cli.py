@@ -2,12 +2,12 @@
 
     t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S --max-objects N --max-events N --moving-start --workers N]
     t2v train-vae --manifest M --out DIR [--steps N]
-    t2v cache     --config YAML [key=value ...]
+    t2v cache     --config YAML [--num-shards N --shard-id K --device D] [key=value ...]
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
     t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S
-                  --recaption oracle]
+                  --recaption oracle --device D --offload --vae-slicing --vae-tiling]
     t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
-    t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR]
+    t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --device D ...]
     t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100]   (`make experiment`)
     t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 50]   (`make demo`)
 
@@ -19,6 +19,7 @@ A user error prints one line and exits 2; -v shows the traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -46,13 +47,25 @@ def _train_vae(a: argparse.Namespace) -> int:
 
 
 def _cache(a: argparse.Namespace) -> int:
+    import torch
+
     from t2v.config import load_config
-    from t2v.data.cache import build_cache
+    from t2v.data.cache import build_cache, cache_exists
+    from t2v.generate import resolve_device
     from t2v.models.build import build_text_encoder, build_vae
 
     cfg = load_config(a.config, a.overrides)
-    lat, txt = build_cache(cfg, build_vae(cfg), build_text_encoder(cfg))
-    print(f"cache ready: {lat}\n             {txt}")
+    # one worker of several: --num-shards/--shard-id, or the process's place in a torchrun/accelerate launch
+    num_shards = a.num_shards or int(os.environ.get("WORLD_SIZE", 1))
+    shard_id = a.shard_id if a.shard_id is not None else int(os.environ.get("RANK", 0))
+    device = resolve_device(a.device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available()
+                                         else "cpu"))
+    lat, txt = build_cache(cfg, build_vae(cfg).to(device), build_text_encoder(cfg).to(device),
+                           num_shards=num_shards, shard_id=shard_id)
+    if cache_exists(cfg):
+        print(f"cache ready: {lat}\n             {txt}")
+    else:
+        print(f"worker {shard_id} of {num_shards} done; the cache is ready when every worker is: {lat.parent}")
     return 0
 
 
@@ -77,13 +90,13 @@ def _generate(a: argparse.Namespace) -> int:
         from captioner.modes import recaption
         from t2v.generate import load_pipeline, training_fps
 
-        pipe = load_pipeline(a.model)
+        pipe = load_pipeline(a.model)  # only its config is read here
         seconds = (a.frames or pipe.transformer.config.sample_frames) / training_fps(a.model)
         prompts = recaption(prompts, build_backend(load_captioner_config(a.recaption).backend), duration=seconds)
         for p in prompts:
             print(f"recaptioned: {p}")
     paths = generate(a.model, prompts, a.out, num_frames=a.frames, steps=steps, guidance=guidance, seed=a.seed,
-                     negative_prompt=a.negative_prompt, fps=a.fps)
+                     negative_prompt=a.negative_prompt, fps=a.fps, **_device(a))
     for p in paths:
         print(p)
     return 0
@@ -113,7 +126,7 @@ def _compare(a: argparse.Namespace) -> int:
 
     steps, guidance = sample_settings(a.models[0], a.steps, a.guidance)
     rep = compare_models(a.models, a.prompts, a.out, names=a.names, steps=steps, guidance=guidance, seed=a.seed,
-                         clip=a.clip, gallery=a.gallery, command="t2v " + " ".join(sys.argv[1:]))
+                         clip=a.clip, gallery=a.gallery, command="t2v " + " ".join(sys.argv[1:]), **_device(a))
     for cat in rep["categories"]:
         row = "  ".join(f"{n} {_fmt_stat(rep['metrics'][n].get(cat['key']))}" for n in rep["metrics"])
         print(f"{cat['label']:<48} {row}")
@@ -142,6 +155,19 @@ def _experiment(a: argparse.Namespace) -> int:
     print((report / "report.md").read_text())
     print(f"report: {report / 'report.html'}")
     return 0
+
+
+def _device_args(s: argparse.ArgumentParser) -> None:
+    """Where a saved pipeline runs (`generate`, `compare`)."""
+    s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present; bf16 there)")
+    s.add_argument("--offload", action="store_true",
+                   help="move each model to the GPU only while it runs (GPUs smaller than the whole pipeline)")
+    s.add_argument("--vae-slicing", action="store_true", help="decode one frame/video at a time (less memory)")
+    s.add_argument("--vae-tiling", action="store_true", help="decode in spatial tiles (large or long videos)")
+
+
+def _device(a: argparse.Namespace) -> dict:
+    return {"device": a.device, "offload": a.offload, "vae_slicing": a.vae_slicing, "vae_tiling": a.vae_tiling}
 
 
 def _end_to_end_args(s: argparse.ArgumentParser, out: str, num_prompts: int) -> None:
@@ -195,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--config", type=Path, required=True)
         if name == "train":
             s.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
+        else:
+            s.add_argument("--num-shards", type=int, default=0,
+                           help="workers sharing the work (default: the launch's WORLD_SIZE, else 1)")
+            s.add_argument("--shard-id", type=int, default=None, help="this worker (default: the launch's RANK, else 0)")
+            s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda:LOCAL_RANK when present)")
         s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
         s.set_defaults(func=fn)
 
@@ -210,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="prompt k uses seed + k for every model")
     s.add_argument("--clip", default=None, help="a CLIP model folder: adds CLIP score and Fréchet distance")
     s.add_argument("--gallery", type=int, default=12, help="prompts shown side by side in the report")
+    _device_args(s)
     s.set_defaults(func=_compare)
 
     s = sub.add_parser("prompts", help="write held-out synthworld prompts (with their scenes) as JSONL")
@@ -235,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER_CONFIG",
                    help="first expand each prompt into a dense caption with this captioner config's backend "
                         "(a file or a preset name: oracle)")
+    _device_args(s)
     s.set_defaults(func=_generate)
 
     s = sub.add_parser("experiment", help="short vs dense captions: captioner → two trainings → compare → report")

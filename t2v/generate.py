@@ -14,14 +14,52 @@ from t2v.config import ConfigError, RunConfig, load_config
 log = logging.getLogger(__name__)
 
 
-def load_pipeline(model_dir: str | Path):
+def default_device() -> str:
+    """CUDA when present, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``device`` (``cpu``, ``cuda``, ``cuda:1``), or :func:`default_device`; a CUDA device on a machine without
+    one is an error naming it."""
+    dev = torch.device(device or default_device())
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    return dev
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that supports it (weights and activations; latents and the sampler stay fp32), else fp32."""
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def load_pipeline(model_dir: str | Path, device: str | None = "cpu", offload: bool = False,
+                  vae_slicing: bool = False, vae_tiling: bool = False):
+    """A saved pipeline on ``device`` (None: :func:`default_device`) in :func:`inference_dtype`.
+
+    ``offload``: diffusers' model CPU offload — each model (text encoder, transformer, VAE) moves to the GPU
+    only while it runs, for GPUs smaller than the three together. ``vae_slicing`` decodes one frame (image
+    VAE) or one video (Wan VAE) at a time; ``vae_tiling`` decodes in overlapping spatial tiles: less memory
+    for long or large videos."""
     from t2v.pipeline import TextToVideoPipeline
 
     model_dir = Path(model_dir)
     if not (model_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a pipeline folder (no model_index.json); "
                                 "pass the `pipeline/` folder of a training run")
-    return TextToVideoPipeline.from_pretrained(str(model_dir))
+    dev = resolve_device(device)
+    if offload and dev.type != "cuda":
+        raise ValueError("--offload moves each model to the GPU only while it runs: it needs a CUDA --device")
+    pipe = TextToVideoPipeline.from_pretrained(str(model_dir), dtype=inference_dtype(dev))
+    if offload:
+        pipe.enable_model_cpu_offload(device=dev)
+    else:
+        pipe.to(dev)
+    if vae_slicing:
+        pipe.vae.enable_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    return pipe
 
 
 def _slug(text: str, n: int = 40) -> str:
@@ -30,11 +68,13 @@ def _slug(text: str, n: int = 40) -> str:
 
 def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_frames: int | None = None,
              steps: int = 20, guidance: float = 3.0, seed: int = 0, negative_prompt: str | None = None,
-             fps: float | None = None) -> list[Path]:
-    """One video per prompt. ``out`` is a file (.mp4/.gif) for a single prompt, else a folder of mp4s."""
+             fps: float | None = None, device: str | None = "cpu", **load: bool) -> list[Path]:
+    """One video per prompt. ``out`` is a file (.mp4/.gif) for a single prompt, else a folder of mp4s.
+    ``device`` and ``load`` (offload, vae_slicing, vae_tiling): as :func:`load_pipeline`. The noise comes from a
+    CPU generator, so a seed gives the same starting noise on every device."""
     if not prompts:
         raise ValueError("no prompts given")
-    pipe = load_pipeline(model_dir)
+    pipe = load_pipeline(model_dir, device, **load)
     fps = fps or training_fps(Path(model_dir))
     out = Path(out)
     single = len(prompts) == 1 and out.suffix.lower() in (".mp4", ".gif")

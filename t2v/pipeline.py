@@ -51,20 +51,40 @@ class TextToVideoPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ helpers
     @property
     def video_vae(self) -> VideoVAE:
-        return VideoVAE(self.vae)
+        """The VAE behind the video interface (one wrapper while the component stays the same)."""
+        if getattr(self, "_vae_wrapper", (None, None))[0] != id(self.vae):
+            self._vae_wrapper = (id(self.vae), VideoVAE(self.vae))
+        return self._vae_wrapper[1]
 
-    def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windowed encoding: ``(states (B, L, D), mask (B, L))`` on the transformer's device."""
-        enc = TextEncoder(self.tokenizer, self.text_encoder, self.config.text_window, self.config.max_text_tokens,
-                          self.config.text_layers)
-        states, mask = enc(prompts)
-        return states.to(self._execution_device, self.transformer.dtype), mask.to(self._execution_device)
+    def encode_prompt(self, prompts: list[str], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windowed encoding: ``(states (B, L, D), mask (B, L))`` on ``device`` (default: the execution device)."""
+        device = self._execution_device if device is None else device
+        key = (id(self.text_encoder), id(self.tokenizer))  # one wrapper while the components stay the same
+        if getattr(self, "_text_wrapper", (None, None))[0] != key:
+            self._text_wrapper = (key, TextEncoder(self.tokenizer, self.text_encoder, self.config.text_window,
+                                                   self.config.max_text_tokens, self.config.text_layers))
+        states, mask = self._text_wrapper[1](prompts)
+        return states.to(device, self.transformer.dtype), mask.to(device)
 
     def check_inputs(self, prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
-                     output_type):
-        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))):
+                     output_type, prompt_embeds=None, prompt_attention_mask=None, negative_prompt_embeds=None,
+                     negative_prompt_attention_mask=None):
+        if prompt_embeds is not None:
+            if prompt is not None:
+                raise ValueError("pass `prompt` or `prompt_embeds`, not both")
+            if prompt_attention_mask is None or prompt_attention_mask.shape != prompt_embeds.shape[:2]:
+                raise ValueError("`prompt_embeds` (B, L, D) needs `prompt_attention_mask` (B, L)")
+            if (negative_prompt_embeds is None) != (negative_prompt_attention_mask is None):
+                raise ValueError("`negative_prompt_embeds` and `negative_prompt_attention_mask` go together")
+            if self.text_encoder is None and guidance_scale > 1.0 and negative_prompt_embeds is None:
+                raise ValueError("this pipeline has no text encoder: guidance needs `negative_prompt_embeds`")
+            n = prompt_embeds.shape[0]
+        elif not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))):
             raise ValueError(f"`prompt` must be a string or a non-empty list of strings, got {prompt!r}")
-        n = 1 if isinstance(prompt, str) else len(prompt)
+        elif self.text_encoder is None:
+            raise ValueError("this pipeline has no text encoder: pass `prompt_embeds` and `prompt_attention_mask`")
+        else:
+            n = 1 if isinstance(prompt, str) else len(prompt)
         if negative_prompt is not None and not isinstance(negative_prompt, str):
             if not (isinstance(negative_prompt, list) and len(negative_prompt) == n):
                 raise ValueError(f"`negative_prompt` must be a string or a list of {n} strings, got {negative_prompt!r}")
@@ -95,7 +115,7 @@ class TextToVideoPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
         num_frames: int | None = None,
         height: int | None = None,
@@ -107,7 +127,13 @@ class TextToVideoPipeline(DiffusionPipeline):
         output_type: str = "np",
         return_dict: bool = True,
         progress: bool = True,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
     ) -> TextToVideoPipelineOutput | tuple:
+        """``prompt_embeds`` (B, L, D) with ``prompt_attention_mask`` (B, L) bool — the text encoder's states,
+        e.g. kept from an earlier call — replace ``prompt`` (and likewise for the negative prompt)."""
         vae = self.video_vae
         tc = self.transformer.config
         num_frames = tc.sample_frames if num_frames is None else num_frames
@@ -116,18 +142,27 @@ class TextToVideoPipeline(DiffusionPipeline):
 
         # 1. Check inputs
         self.check_inputs(prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
-                          output_type)
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        B = len(prompts)
+                          output_type, prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
+                          negative_prompt_attention_mask)
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
 
-        # 2. Encode prompts (conditional and, for CFG, the negative/empty prompt)
-        text, mask = self.encode_prompt(prompts)
+        # 2. Encode prompts (conditional and, for CFG, the negative/empty prompt), unless given as states
+        if prompt_embeds is None:
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            text, mask = self.encode_prompt(prompts, device)
+        else:
+            text = prompt_embeds.to(device, self.transformer.dtype)
+            mask = prompt_attention_mask.to(device, torch.bool)
+        B = text.shape[0]
         if do_cfg:
-            neg = negative_prompt if negative_prompt is not None else ""
-            negs = [neg] * B if isinstance(neg, str) else list(neg)
-            neg_text, neg_mask = self.encode_prompt(negs)
+            if negative_prompt_embeds is not None:
+                neg_text = negative_prompt_embeds.to(device, self.transformer.dtype).expand(B, -1, -1)
+                neg_mask = negative_prompt_attention_mask.to(device, torch.bool).expand(B, -1)
+            else:
+                neg = negative_prompt if negative_prompt is not None else ""
+                negs = [neg] * B if isinstance(neg, str) else list(neg)
+                neg_text, neg_mask = self.encode_prompt(negs, device)
             L = max(text.shape[1], neg_text.shape[1])
             text, mask = _pad_to(text, mask, L)
             neg_text, neg_mask = _pad_to(neg_text, neg_mask, L)

@@ -19,14 +19,20 @@ from t2v.training.metrics import tensorboard
 log = logging.getLogger(__name__)
 
 
-def write_samples(pipe, cfg: RunConfig, folder: Path, tracker=None, step: int = 0, seed: int = 0) -> list[Path]:
-    """Generate ``cfg.train.validation_prompts`` (fixed seeds) into ``folder``."""
+def write_samples(pipe, cfg: RunConfig, folder: Path, tracker=None, step: int = 0, seed: int = 0,
+                  states: dict | None = None) -> list[Path]:
+    """Generate ``cfg.train.validation_prompts`` (fixed seeds) into ``folder``; from their kept text states when
+    ``states`` (prompt -> (states, mask), with the negative prompt's) has them."""
     folder.mkdir(parents=True, exist_ok=True)
     paths, rows = [], []
     for i, prompt in enumerate(cfg.train.validation_prompts):
         g = torch.Generator().manual_seed(seed + i)
-        frames = pipe(prompt, negative_prompt=cfg.sample.negative_prompt or None,
-                      num_frames=cfg.data.num_frames, num_inference_steps=cfg.sample.steps,
+        text = {"prompt": prompt, "negative_prompt": cfg.sample.negative_prompt or None}
+        if states and prompt in states and cfg.sample.negative_prompt in states:
+            (s, m), (ns, nm) = states[prompt], states[cfg.sample.negative_prompt]
+            text = {"prompt_embeds": s, "prompt_attention_mask": m, "negative_prompt_embeds": ns,
+                    "negative_prompt_attention_mask": nm}
+        frames = pipe(**text, num_frames=cfg.data.num_frames, num_inference_steps=cfg.sample.steps,
                       guidance_scale=cfg.sample.guidance, generator=g, progress=False).frames[0]
         paths.append(write_gif(folder / f"sample-{i:02d}.gif", frames, fps=cfg.data.fps))
         rows.append(frames)
@@ -52,6 +58,6 @@ def validate(run: Run, step: int) -> list[Path]:
         model.eval()
         pipe = build_pipeline(model, run.vae, run.text_encoder, run.cfg)
         paths = write_samples(pipe, run.cfg, run.out / "samples" / f"step-{step:06d}", tracker=tensorboard(run.acc),
-                              step=step)
+                              step=step, states=run.prompt_states)
         model.train(was_training)
     return paths

@@ -54,6 +54,8 @@ def test_t2v_user_errors_are_one_line(tmp_path, capsys):
     assert t2v_main(["compare", "--models", str(tmp_path), "--prompts", str(tmp_path / "p.jsonl"),
                      "--out", str(tmp_path / "o")]) == 2
     assert "p.jsonl" in one_error_line(capsys, "t2v compare")
+    assert t2v_main(["train", "--config", "tiny", "train.mixed_precision=no"]) == 2  # YAML 1.1: no is false
+    assert "train.mixed_precision='no'" in one_error_line(capsys, "t2v train")
     with pytest.raises(ConfigError):
         t2v_main(["-v", "train", "--config", "tinny"])
 

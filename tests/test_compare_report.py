@@ -204,6 +204,7 @@ class _FakePipe:
         self.scenes, self.follow, self.size = scenes, follow, size
         self.transformer = SimpleNamespace(config=SimpleNamespace(sample_frames=frames))
         self.video_vae, self.vae = _IdentityVAE(), SimpleNamespace(dtype=torch.float32)
+        self.device = torch.device("cpu")
 
     def __call__(self, prompt, num_frames, num_inference_steps, guidance_scale, generator, progress):
         from types import SimpleNamespace
@@ -232,7 +233,7 @@ def fake_models(tmp_path, monkeypatch):
         load_config(None, ["data.fps=8", f"data.caption_field={name}"]).save(d / "t2v_config.yaml")
         dirs[name] = d
     pipes = {dirs["good"]: _FakePipe(scenes, True), dirs["ignores"]: _FakePipe(scenes, False)}
-    monkeypatch.setattr(run, "load_pipeline", lambda model: pipes[Path(model)])
+    monkeypatch.setattr(run, "load_pipeline", lambda model, *a, **k: pipes[Path(model)])
     return dirs, prompts
 
 

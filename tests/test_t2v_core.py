@@ -11,7 +11,7 @@ from conftest import tiny_overrides
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from t2v.config import ConfigError, RunConfig, load_config
-from t2v.data.cache import CachedDataset, build_cache, cache_exists
+from t2v.data.cache import CachedDataset, build_cache, cache_dirs, cache_exists
 from t2v.data.dataset import ManifestClipDataset
 from t2v.data.sampler import ResumableBatchSampler
 from t2v.models.backbone import T2VTransformer
@@ -319,6 +319,33 @@ def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
         ManifestClipDataset(tiny_manifest, "long", 4, 4.0, 32)
 
 
+def test_cache_workers_share_the_shards_and_the_last_one_completes_it(tiny_manifest, tmp_path, monkeypatch,
+                                                                        capsys):
+    """`t2v cache --num-shards 2 --shard-id K` (or the RANK/WORLD_SIZE of a launch): each worker encodes every
+    other cache shard; the cache is usable once both are done, and equals one worker's."""
+    import t2v.data.cache as cache_mod
+    from t2v.cli import main as t2v_main
+
+    monkeypatch.setattr(cache_mod, "SHARD", 2)  # 8 clips -> 4 cache shards
+    ov = tiny_overrides(tiny_manifest, tmp_path / "two")
+    cfg = load_config(TINY, ov)
+    assert t2v_main(["cache", "--config", TINY, "--num-shards", "2", "--shard-id", "1", "--device", "cpu", *ov]) == 0
+    assert "worker 1 of 2 done" in capsys.readouterr().out and not cache_exists(cfg)
+    lat, _ = cache_dirs(cfg)
+    assert sorted(p.name for p in lat.glob("shard-*")) == ["shard-00001.safetensors", "shard-00003.safetensors"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")  # the other worker, as a launcher would start it
+    assert t2v_main(["cache", "--config", TINY, *ov]) == 0
+    assert "cache ready" in capsys.readouterr().out and cache_exists(cfg)
+    one = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path / "one"))
+    build_cache(one, build_vae(one), build_text_encoder(one))
+    for i in (0, 3, 6):
+        a, b = CachedDataset(cfg)[i], CachedDataset(one)[i]
+        assert a["id"] == b["id"] and torch.equal(a["latents"], b["latents"]) and torch.equal(a["text"], b["text"])
+    with pytest.raises(ValueError, match="--shard-id 2: must be in 0..1"):
+        build_cache(cfg, None, None, num_shards=2, shard_id=2)
+
+
 def test_batch_sampler_resumes_and_shards():
     full = ResumableBatchSampler(10, 3, seed=1)
     it = iter(full)
@@ -384,6 +411,26 @@ def test_pipeline_check_inputs(tiny_pipe, kwargs, message):
     with pytest.raises(ValueError) as e:
         tiny_pipe(num_inference_steps=1, progress=False, **kwargs)
     assert message in str(e.value)
+
+
+def test_pipeline_takes_kept_text_states_instead_of_prompts(tiny_pipe, minilm):
+    """prompt_embeds/prompt_attention_mask (and the negative's): the same video as the prompt itself, also from a
+    pipeline without a text encoder (how a run from the cache samples without loading one)."""
+    kw = dict(num_inference_steps=2, guidance_scale=3.0, progress=False)
+    a = tiny_pipe("a red circle moves left", generator=torch.Generator().manual_seed(4), **kw).frames
+    text, mask = tiny_pipe.encode_prompt(["a red circle moves left"])
+    neg, neg_mask = tiny_pipe.encode_prompt([""])
+    embeds = dict(prompt_embeds=text, prompt_attention_mask=mask, negative_prompt_embeds=neg,
+                  negative_prompt_attention_mask=neg_mask)
+    blind = TextToVideoPipeline(tiny_pipe.vae, None, None, tiny_pipe.transformer, tiny_pipe.scheduler, text_window=16)
+    b = blind(generator=torch.Generator().manual_seed(4), **embeds, **kw).frames
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="no text encoder: pass `prompt_embeds`"):
+        blind("a red circle", **kw)
+    with pytest.raises(ValueError, match="guidance needs `negative_prompt_embeds`"):
+        blind(prompt_embeds=text, prompt_attention_mask=mask, **kw)
+    with pytest.raises(ValueError, match="not both"):
+        tiny_pipe("x", **embeds, **kw)
 
 
 def test_pipeline_long_prompt_and_batch(tiny_pipe):

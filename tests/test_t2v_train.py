@@ -62,6 +62,11 @@ def test_training_run_writes_everything(trained):
     out, _, r = trained
     run_dir = out / "run"
     assert "cached latents" in r.stderr  # the cache built by `t2v cache` was used
+    # ...so the text encoder encoded the validation prompt and the empty negative once and was let go; the
+    # samples came from those kept states and the pipeline still holds a text encoder
+    assert "text encoder: let go after encoding 2 prompts once" in r.stderr
+    assert (run_dir / "pipeline" / "text_encoder").is_dir()
+    assert (run_dir / "samples" / "final" / "sample-00.gif").is_file()
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["world_size"] == 1 and summary["curriculum_complete"] is True
     assert math.isfinite(summary["final_loss"]) and 0 < summary["final_loss"] < 10
@@ -117,6 +122,22 @@ def test_resume_continues_the_same_run(trained, tiny_manifest, tmp_path):
     assert max((a[k] - c[k]).abs().max() for k in a) > 1e-4
 
 
+def test_a_non_finite_loss_stops_the_run_before_a_broken_checkpoint(tiny_manifest, tmp_path):
+    import re
+
+    ov = tiny_overrides(tiny_manifest, tmp_path, **{"train.max_steps": 12, "train.checkpoint_every": 1,
+                                                    "train.log_every": 5, "optim.lr": 1e30,
+                                                    "optim.max_grad_norm": 0})
+    r = subprocess.run([sys.executable, "train_t2v.py", "--config", TINY, *ov], capture_output=True, text=True,
+                       cwd=ROOT, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    found = re.search(r"training loss is (nan|inf|-inf) at step (\d+): stopping before a checkpoint", r.stderr)
+    assert r.returncode != 0 and found, r.stderr[-3000:]
+    bad = int(found.group(2))
+    saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert saved == list(range(1, bad)), saved  # every step before it checkpointed (checkpoint_every=1), not it
+    assert not (tmp_path / "run" / "pipeline").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -168,6 +189,32 @@ def test_generate_cli(trained, tmp_path):
     bad = subprocess.run([str(BIN / "t2v"), "generate", "--model", str(tmp_path), "--prompt", "x", "--out",
                           str(tmp_path / "x.mp4")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "not a pipeline folder" in bad.stderr
+
+
+def test_pipeline_device_and_memory_options(trained, tmp_path, capsys):
+    """--device picks where the pipeline runs (fp32 on the CPU; a CUDA device on a machine without one is a
+    one-line error, as is --offload without a GPU); VAE slicing/tiling change memory use, not the video."""
+    import numpy as np
+    import torch
+
+    from t2v.cli import main as t2v_main
+    from t2v.generate import generate, load_pipeline
+
+    out, _, _ = trained
+    model = out / "run" / "pipeline"
+    pipe = load_pipeline(model, "cpu", vae_slicing=True, vae_tiling=True)
+    assert pipe.transformer.dtype == torch.float32 and pipe.vae.use_slicing and pipe.vae.use_tiling
+    plain = generate(model, ["a red circle moves left"], tmp_path / "a.gif", steps=2, device="cpu")[0]
+    low_mem = generate(model, ["a red circle moves left"], tmp_path / "b.gif", steps=2, device="cpu",
+                       vae_slicing=True, vae_tiling=True)[0]
+    with open_video(plain) as va, open_video(low_mem) as vb:
+        assert np.array_equal(va.frames_at([0.0, 0.5]), vb.frames_at([0.0, 0.5]))
+    if not torch.cuda.is_available():
+        base = ["generate", "--model", str(model), "--prompt", "x", "--out", str(tmp_path / "x.gif")]
+        assert t2v_main([*base, "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+        assert t2v_main([*base, "--device", "cpu", "--offload"]) == 2
+        assert "--offload" in capsys.readouterr().err
 
 
 def test_generate_recaption_expands_a_short_prompt(trained, tmp_path):

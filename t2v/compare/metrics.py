@@ -135,14 +135,15 @@ class ClipScorer:
     cut, which a warning says once.
     """
 
-    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32):
-        import torch
+    def __init__(self, path: str, device: str | None = "cpu", batch_size: int = 32):
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+        from t2v.generate import inference_dtype, resolve_device
 
         if not (Path(path) / "config.json").is_file():
             raise FileNotFoundError(f"ClipScorer: {path} is not a Hugging Face model folder (no config.json)")
-        self.device = torch.device(device)
-        self.model = CLIPModel.from_pretrained(path).to(self.device).eval()
+        self.device = resolve_device(device)  # None: CUDA when present; bf16 there
+        self.model = CLIPModel.from_pretrained(path, dtype=inference_dtype(self.device)).to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.image_processor = AutoImageProcessor.from_pretrained(path)
         self.max_tokens = int(self.model.config.text_config.max_position_embeddings)
@@ -164,7 +165,7 @@ class ClipScorer:
         for k in range(0, len(frames), self.batch_size):
             pixels = self.image_processor(images=list(frames[k : k + self.batch_size]), return_tensors="pt")
             with torch.inference_mode():
-                feats = self.model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device))
+                feats = self.model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device, self.model.dtype))
             out.append(self._embed(feats))
         return np.concatenate(out)  # (T, D)
 

@@ -108,10 +108,12 @@ class ModelRun:
 
 def compare_models(models: list[str | Path], prompts: str | Path, out: str | Path, names: list[str] | None = None,
                    steps: int = 20, guidance: float = 5.0, seed: int = 0, clip: str | None = None,
-                   gallery: int = 12, command: str = "") -> dict:
+                   gallery: int = 12, command: str = "", device: str | None = "cpu", **load: bool) -> dict:
     """Generate, score and report. Returns the report dict (also written to ``out/report.json``).
 
-    One model is a plain evaluation (its scores with chance and ceiling, no differences)."""
+    One model is a plain evaluation (its scores with chance and ceiling, no differences). ``device`` (None:
+    CUDA when present) and ``load`` (offload, vae_slicing, vae_tiling) as :func:`t2v.generate.load_pipeline`;
+    CLIP scoring runs on the same device."""
     from t2v.compare.report import write_report
 
     # 1. inputs
@@ -123,7 +125,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     if clip:
         from t2v.compare.metrics import ClipScorer
 
-        scorer = ClipScorer(clip)
+        scorer = ClipScorer(clip, device=device)
     has_scenes = any(it.scene is not None for it in items)
     keys = (list(SCENE_CATEGORIES) if has_scenes else []) + ["flicker"] + (["clip_score"] if scorer else [])
 
@@ -131,7 +133,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     runs: dict[str, ModelRun] = {}
     first_pipe = None
     for name, model in zip(names, models):
-        pipe, fps = load_pipeline(model), training_fps(model)
+        pipe, fps = load_pipeline(model, device, **load), training_fps(model)
         first_pipe = first_pipe or (pipe, fps)
         runs[name] = _run_model(pipe, fps, name, items, out / "gallery", steps, guidance, seed, gallery, scorer)
         del pipe
@@ -229,7 +231,7 @@ def true_video(pipe, spec: SceneSpec, fps: float, size: int) -> np.ndarray:
     vae = pipe.video_vae
     frames = render(spec, size=size, fps=fps)  # (F, H, W, 3) uint8
     x = rearrange(to_signed(frames), "f h w c -> 1 c f h w")
-    y = vae.decode(vae.encode(x.to(pipe.vae.dtype))).float()
+    y = vae.decode(vae.encode(x.to(pipe.device, pipe.vae.dtype))).float().cpu()
     return to_uint8(rearrange(y, "1 c f h w -> f h w c"))
 
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from t2v.config import RunConfig
 from t2v.data.dataset import ManifestClipDataset, ok_records
+from t2v.models.build import text_dtype
 
 log = logging.getLogger(__name__)
 SHARD = 64  # clips per shard
@@ -45,7 +46,8 @@ def latent_key(cfg: RunConfig) -> dict:
 def text_key(cfg: RunConfig) -> dict:
     return {"manifest": str(Path(cfg.data.manifest).resolve()), "text": cfg.text.path, "window": cfg.text.window,
             "max_tokens": cfg.text.max_tokens, "field": cfg.data.caption_field,
-            **({"layers": cfg.text.layers} if cfg.text.layers != [-1] else {})}  # old caches keep their key
+            **({"layers": cfg.text.layers} if cfg.text.layers != [-1] else {}),  # old caches keep their key
+            **({"dtype": str(text_dtype(cfg))} if text_dtype(cfg) != torch.float32 else {})}
 
 
 def cache_root(cfg: RunConfig) -> Path:
@@ -69,30 +71,53 @@ def cache_exists(cfg: RunConfig) -> bool:
     return _complete(lat, ids) and _complete(txt, ids)
 
 
-def _build(d: Path, ids: list[str], meta: dict, encode, desc: str) -> None:
-    """Write shards of ``encode(list of indices) -> list of tensors``; keep finished shards."""
+def _shard_done(path: Path, want: set[str]) -> bool:
+    if not path.is_file():
+        return False
+    with safe_open(path, "pt") as f:
+        return set(f.keys()) == want
+
+
+def _build(d: Path, ids: list[str], meta: dict, encode, desc: str, num_shards: int = 1, shard_id: int = 0) -> bool:
+    """Write the shards of ``encode(list of indices) -> list of tensors`` that belong to worker ``shard_id`` of
+    ``num_shards`` (cache shard s goes to worker s mod num_shards); keep finished shards. The worker that finds
+    every shard written writes ``index.json`` (which makes the cache usable). Returns whether it did."""
     d.mkdir(parents=True, exist_ok=True)
-    shard_of = {}
-    starts = range(0, len(ids), SHARD)
-    for s, start in enumerate(tqdm(starts, desc=desc, unit="shard")):
+    shard_of, mine = {}, []
+    for s, start in enumerate(range(0, len(ids), SHARD)):
         idx = list(range(start, min(start + SHARD, len(ids))))
         path = d / f"shard-{s:05d}.safetensors"
-        for i in idx:
-            shard_of[ids[i]] = path.name
-        if path.is_file():  # resume
-            with safe_open(path, "pt") as f:
-                if set(f.keys()) == {ids[i] for i in idx}:
-                    continue
+        shard_of.update({ids[i]: path.name for i in idx})
+        if s % num_shards == shard_id:
+            mine.append((idx, path))
+    for idx, path in tqdm(mine, desc=desc + (f" (worker {shard_id} of {num_shards})" if num_shards > 1 else ""),
+                          unit="shard"):
+        if _shard_done(path, {ids[i] for i in idx}):  # resume
+            continue
         tensors = encode(idx)
-        tmp = path.with_suffix(".partial")
+        tmp = path.with_suffix(f".partial-{shard_id}")
         save_file({ids[i]: t.contiguous().cpu() for i, t in zip(idx, tensors)}, str(tmp), metadata={"desc": desc})
         tmp.replace(path)
-    (d / "index.json").write_text(json.dumps({"ids": ids, "shard_of": shard_of, "config": meta}, indent=1))
+    by_shard: dict[str, set[str]] = {}
+    for cid, name in shard_of.items():
+        by_shard.setdefault(name, set()).add(cid)
+    if not all(_shard_done(d / name, want) for name, want in by_shard.items()):
+        return False  # other workers' shards still missing
+    tmp = d / f"index.json.partial-{shard_id}"
+    tmp.write_text(json.dumps({"ids": ids, "shard_of": shard_of, "config": meta}, indent=1))
+    tmp.replace(d / "index.json")
+    return True
 
 
 @torch.no_grad()
-def build_cache(cfg: RunConfig, vae, text_encoder, batch_size: int = 8) -> tuple[Path, Path]:
-    """Encode every ok clip of the manifest (latents) and its caption (text states)."""
+def build_cache(cfg: RunConfig, vae, text_encoder, batch_size: int = 8, num_shards: int = 1,
+                shard_id: int = 0) -> tuple[Path, Path]:
+    """Encode every ok clip of the manifest (latents) and its caption (text states), on the device the VAE
+    and text encoder are on. With ``num_shards`` > 1 this worker encodes only its share (processes on
+    several GPUs or nodes: ``accelerate launch -m t2v.cli cache``, or ``--num-shards/--shard-id``); the cache
+    is ready when the last worker is done (rerun any worker to resume)."""
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"--shard-id {shard_id}: must be in 0..{num_shards - 1} (--num-shards {num_shards})")
     ds = ManifestClipDataset(cfg.data.manifest, cfg.data.caption_field, cfg.data.num_frames, cfg.data.fps,
                              cfg.data.size)
     ids = [r["id"] for r in ds.records]
@@ -115,9 +140,10 @@ def build_cache(cfg: RunConfig, vae, text_encoder, batch_size: int = 8) -> tuple
         return out
 
     if not _complete(lat_dir, ids):
-        _build(lat_dir, ids, latent_key(cfg), enc_latents, "caching latents")
+        _build(lat_dir, ids, latent_key(cfg), enc_latents, "caching latents", num_shards, shard_id)
     if not _complete(txt_dir, ids):
-        _build(txt_dir, ids, text_key(cfg), enc_text, f"caching {cfg.data.caption_field} captions")
+        _build(txt_dir, ids, text_key(cfg), enc_text, f"caching {cfg.data.caption_field} captions", num_shards,
+               shard_id)
     return lat_dir, txt_dir
 
 

@@ -3,7 +3,8 @@ set, the optimiser, LR schedule and EMA — everything :func:`t2v.train.train` n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ import torch
 from torch.utils.data import Dataset
 
 from t2v.config import RunConfig
-from t2v.models.build import build_text_encoder, build_transformer, build_vae
+from t2v.models.build import build_text_encoder, build_transformer, build_vae, mixed_precision
 from t2v.training.data import build_dataset
 from t2v.training.ema import build_ema
 from t2v.training.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Run:
     cfg: RunConfig
     out: Path
     acc: Any  # accelerate.Accelerator
-    text_encoder: Any  # t2v.models.text.TextEncoder
+    text_encoder: Any  # t2v.models.text.TextEncoder; None in a run from the cache (see prompt_states)
     vae: Any  # t2v.models.vae.VideoVAE
     model: torch.nn.Module
     empty_text: torch.Tensor  # (L, D): the empty prompt, for caption dropout with cached text
@@ -35,6 +38,9 @@ class Run:
     sched: Any
     ema: Any  # diffusers EMAModel or None
     sharded: bool = False  # train.parallel=fsdp: ``model`` is FSDP2-sharded, not prepared by accelerate
+    # prompt -> (states (1, L, D), mask (1, L)) on the CPU: the validation prompts and the negative prompt,
+    # encoded once (a run from the cache keeps these instead of the text encoder)
+    prompt_states: dict = field(default_factory=dict)
 
     @property
     def main(self) -> bool:
@@ -43,14 +49,6 @@ class Run:
     @property
     def unwrapped(self) -> torch.nn.Module:
         return self.acc.unwrap_model(self.model)
-
-
-def mixed_precision(cfg: RunConfig) -> str:
-    """``train.mixed_precision`` with ``auto`` resolved: bf16 where CUDA supports it, else none."""
-    mp = cfg.train.mixed_precision
-    if mp == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return mp
 
 
 def build(cfg: RunConfig) -> Run:
@@ -78,14 +76,23 @@ def build(cfg: RunConfig) -> Run:
         cfg.save(out / "config.yaml")
     set_seed(cfg.train.seed)  # same initial weights on every rank
 
-    # 2. Models: frozen text encoder and VAE, trainable transformer
-    text_encoder = build_text_encoder(cfg).to(acc.device)
+    # 2. Data: cached latents and text states when the cache exists for this config
+    dataset, use_cache = build_dataset(cfg, verbose=acc.is_main_process)
+
+    # 3. Models: frozen text encoder and VAE, trainable transformer. The text encoder loads in bf16 for a bf16
+    # run (models.build.text_dtype). Training from the cache it never encodes a batch: it encodes the empty
+    # prompt and the validation prompts once, on the CPU, and is let go (export loads it again to save it).
+    text_encoder = build_text_encoder(cfg)
+    if not use_cache:
+        text_encoder.to(acc.device)
     vae = build_vae(cfg).to(acc.device)
     model = build_transformer(cfg, vae, text_encoder.dim)
-    empty_text = text_encoder([""])[0][0].cpu()  # (L, D)
-
-    # 3. Data
-    dataset, use_cache = build_dataset(cfg, verbose=acc.is_main_process)
+    empty_text = text_encoder([""])[0][0].float().cpu()  # (L, D)
+    prompt_states = kept_prompt_states(text_encoder, [*cfg.train.validation_prompts, cfg.sample.negative_prompt])
+    if use_cache:
+        text_encoder = None
+        if acc.is_main_process:
+            log.info("text encoder: let go after encoding %d prompts once (training from the cache)", len(prompt_states))
 
     # 4. Sharding (FSDP2) or accelerate's wrapping (DDP); optimiser, LR schedule, EMA over what trains
     if sharded:
@@ -100,15 +107,31 @@ def build(cfg: RunConfig) -> Run:
         opt, sched = acc.prepare(opt, sched)
     else:
         model, opt, sched = acc.prepare(model, opt, sched)
-    return Run(cfg, out, acc, text_encoder, vae, model, empty_text, dataset, use_cache, opt, sched, ema, sharded)
+    return Run(cfg, out, acc, text_encoder, vae, model, empty_text, dataset, use_cache, opt, sched, ema, sharded,
+               prompt_states)
+
+
+@torch.no_grad()
+def kept_prompt_states(text_encoder, prompts: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """prompt -> (states (1, L, D), mask (1, L)) on the CPU, each prompt encoded alone (as the pipeline would)."""
+    out = {}
+    for p in dict.fromkeys(prompts):
+        states, mask = text_encoder([p])
+        out[p] = (states.cpu(), mask.cpu())
+    return out
 
 
 def build_pipeline(transformer, vae, text_encoder, cfg: RunConfig):
-    """A :class:`~t2v.pipeline.TextToVideoPipeline` around a run's models (the scheduler from ``cfg.sample``)."""
+    """A :class:`~t2v.pipeline.TextToVideoPipeline` around a run's models (the scheduler from ``cfg.sample``);
+    ``text_encoder`` None: one that samples from kept text states (``prompt_embeds``) only."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     from t2v.pipeline import TextToVideoPipeline
 
+    if text_encoder is None:
+        return TextToVideoPipeline(vae.vae, None, None, transformer, FlowMatchEulerDiscreteScheduler(
+            shift=cfg.sample.shift), text_window=cfg.text.window, max_text_tokens=cfg.text.max_tokens,
+            text_layers=cfg.text.layers)
     return TextToVideoPipeline(vae.vae, text_encoder.model, text_encoder.tokenizer, transformer,
                                FlowMatchEulerDiscreteScheduler(shift=cfg.sample.shift),
                                text_window=text_encoder.window, max_text_tokens=text_encoder.max_tokens,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from t2v.models.build import build_text_encoder
 from t2v.training.build import Run, build_pipeline
 from t2v.training.ema import sampling_weights
 from t2v.training.loop import LoopResult
@@ -43,7 +44,9 @@ def _write(run: Run, model, result: LoopResult, checksums: list[float], final: P
                "distributed_type": str(acc.distributed_type), "parallel": cfg.train.parallel,
                "mixed_precision": acc.mixed_precision, "throughput": result.throughput}
     (run.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    pipe = build_pipeline(model, run.vae, run.text_encoder, cfg)
+    # a run from the cache let its text encoder go: load it again (on the CPU) to save it with the pipeline
+    text_encoder = run.text_encoder if run.text_encoder is not None else build_text_encoder(cfg)
+    pipe = build_pipeline(model, run.vae, text_encoder, cfg)
     pipe.save_pretrained(final)
     cfg.save(final / "t2v_config.yaml")
     if cfg.train.validation_prompts:

@@ -92,12 +92,7 @@ def run_loop(run: Run, step: int) -> LoopResult:
             last = meter.read(world_size=acc.num_processes, tokens_per_sample=run.unwrapped.tokens(x0.shape[1:]),
                               n_params=n_params, peak_flops_per_device=peak)
             last["memory_peak_gb"] = memory
-            logs = {"loss": acc.reduce(loss.detach(), "mean").item(), "lr": run.sched.get_last_lr()[0], **last}
-            if not math.isfinite(logs["loss"]):  # the mean over ranks: every rank stops here, at this step
-                raise FloatingPointError(
-                    f"training loss is {logs['loss']} at step {step}: stopping before a checkpoint of broken weights "
-                    f"is written; resume from the last checkpoint in {run.out / 'checkpoints'} with a lower "
-                    f"optim.lr (now {cfg.optim.lr:g}) or optim.max_grad_norm > 0")
+            logs = {"loss": _finite_mean_loss(run, loss, step), "lr": run.sched.get_last_lr()[0], **last}
             if grad_norm is not None:
                 logs["grad_norm"] = float(grad_norm)
             acc.log(logs, step=step)
@@ -110,6 +105,7 @@ def run_loop(run: Run, step: int) -> LoopResult:
         if acc.num_processes > 1 and cfg.train.max_minutes > 0:  # every rank stops at the same step
             stop = bool(acc.gather(torch.tensor([stop], device=acc.device)).any())
         if step % cfg.train.checkpoint_every == 0 or stop:
+            _finite_mean_loss(run, loss, step)  # never a checkpoint of broken weights
             save_checkpoint(run, step)
         if cfg.train.validate_every and step % cfg.train.validate_every == 0:
             with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
@@ -120,6 +116,18 @@ def run_loop(run: Run, step: int) -> LoopResult:
             break
     bar.close()
     return LoopResult(step, float(loss.detach()), cap.start, last)
+
+
+def _finite_mean_loss(run: Run, loss: torch.Tensor, step: int) -> float:
+    """The loss averaged over ranks; a non-finite one stops the run on every rank at this same step (each sees the
+    same mean), before a checkpoint of broken weights is written."""
+    mean = run.acc.reduce(loss.detach(), "mean").item()
+    if not math.isfinite(mean):
+        raise FloatingPointError(
+            f"training loss is {mean} at step {step}: stopping before a checkpoint of broken weights is written; "
+            f"resume from the last checkpoint in {run.out / 'checkpoints'} with a lower optim.lr (now "
+            f"{run.cfg.optim.lr:g}) or optim.max_grad_norm > 0")
+    return mean
 
 
 def _micro_step(run: Run, batch: dict, step: int):
