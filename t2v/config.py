@@ -113,6 +113,7 @@ class TrainConfig:
     validation_prompts: list[str] = field(default_factory=list)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0 = no limit
     peak_tflops: float = 0.0  # device peak for MFU; 0: look up known GPUs, else no MFU
+    report_to: str = "tensorboard"  # tensorboard | wandb (pip install -e .[wandb]; WANDB_MODE=offline works) | none
     parallel: str = "ddp"  # ddp: a full copy per rank (accelerate) | fsdp: torch FSDP2, sharded per block
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
 
@@ -171,6 +172,7 @@ def validate(cfg: RunConfig) -> None:
     choice("optim.schedule", cfg.optim.schedule, ("constant", "cosine"))
     choice("train.mixed_precision", cfg.train.mixed_precision, ("auto", "no", "bf16", "fp16"))
     choice("train.parallel", cfg.train.parallel, ("ddp", "fsdp"))
+    choice("train.report_to", cfg.train.report_to, ("tensorboard", "wandb", "none"))
     if cfg.train.fsdp.replicate < 1:
         raise ConfigError(f"train.fsdp.replicate: must be >= 1, got {cfg.train.fsdp.replicate}")
     if len(cfg.model.patch_size) != 3:

@@ -14,7 +14,7 @@ from clipio.video import write_gif
 from t2v.config import RunConfig
 from t2v.training.build import Run, build_pipeline
 from t2v.training.ema import sampling_weights
-from t2v.training.metrics import tensorboard
+from t2v.training.metrics import ImageLog
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def validate(run: Run, step: int) -> list[Path]:
         was_training = model.training
         model.eval()
         pipe = build_pipeline(model, run.vae, run.text_encoder, run.cfg)
-        paths = write_samples(pipe, run.cfg, run.out / "samples" / f"step-{step:06d}", tracker=tensorboard(run.acc),
+        paths = write_samples(pipe, run.cfg, run.out / "samples" / f"step-{step:06d}", tracker=ImageLog(run.acc),
                               step=step, states=run.prompt_states)
         model.train(was_training)
     return paths

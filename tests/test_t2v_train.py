@@ -67,6 +67,10 @@ def test_training_run_writes_everything(trained):
     assert "text encoder: let go after encoding 2 prompts once" in r.stderr
     assert (run_dir / "pipeline" / "text_encoder").is_dir()
     assert (run_dir / "samples" / "final" / "sample-00.gif").is_file()
+    card = (run_dir / "pipeline" / "README.md").read_text()  # a model card, as diffusers' scripts write
+    assert card.startswith("---\nlibrary_name: diffusers\npipeline_tag: text-to-video\n")
+    assert "trained from scratch on the `dense` captions of" in card and "- steps: 4 (batch 2" in card
+    assert "ema_decay: 0.9" in card  # the run's config
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["world_size"] == 1 and summary["curriculum_complete"] is True
     assert math.isfinite(summary["final_loss"]) and 0 < summary["final_loss"] < 10
@@ -136,6 +140,20 @@ def test_a_non_finite_loss_stops_the_run_before_a_broken_checkpoint(tiny_manifes
     saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "run" / "checkpoints").glob("step-*"))
     assert saved == list(range(1, bad)), saved  # every step before it checkpointed (checkpoint_every=1), not it
     assert not (tmp_path / "run" / "pipeline").exists()
+
+
+def test_report_to_wandb_logs_scalars_and_samples_offline(tiny_manifest, tmp_path):
+    """train.report_to=wandb (offline: no account, no network): the run's scalars and validation sheet go to a
+    W&B run folder inside the run folder, named after it."""
+    ov = tiny_overrides(tiny_manifest, tmp_path, **{"train.report_to": "wandb", "train.max_steps": 2,
+                                                    "train.validation_prompts": '["a red circle moves left"]',
+                                                    "train.validate_every": 2})
+    run([sys.executable, "train_t2v.py", "--config", TINY, *ov], env={"WANDB_MODE": "offline"})
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    assert list(runs[0].glob("run-*.wandb"))  # the run's history, synced later with `wandb sync`
+    assert list((runs[0] / "files" / "media" / "images").glob("samples_*.png"))
+    assert not (tmp_path / "run" / "logs").exists() or not list((tmp_path / "run" / "logs").rglob("events.*"))
 
 
 def _free_port() -> int:
@@ -251,6 +269,9 @@ def test_compare_same_prompts_and_seeds_for_every_model(trained, tiny_manifest, 
     assert gifs == ["000-a.gif", "000-b.gif", "001-a.gif", "001-b.gif"]
     assert (tmp_path / "cmp" / "gallery" / "000-a.gif").read_bytes() == (tmp_path / "cmp" / "gallery" /
                                                                        "000-b.gif").read_bytes()
+    card = (Path(model) / "README.md").read_text()  # the model card now carries the evaluation, once
+    assert card.count("## Evaluation") == 1 and "| object colour |" in card and "t2v compare --models" in card
+    assert "## Training config" in card
 
 
 def test_experiment_runs_end_to_end_at_toy_scale(tmp_path):

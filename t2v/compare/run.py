@@ -165,6 +165,10 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     if fd:
         report["frechet_clip_distance"] = fd
     write_report(report, out)
+    from t2v.training.card import add_evaluation
+
+    for m in dict.fromkeys(map(str, models)):  # each trained model's card gets this table
+        add_evaluation(m, report_table(report), report["command"])
     return report
 
 

@@ -65,7 +65,7 @@ def build(cfg: RunConfig) -> Run:
     acc = Accelerator(
         gradient_accumulation_steps=cfg.train.grad_accum,
         mixed_precision=mixed_precision(cfg),
-        log_with="tensorboard",
+        log_with=None if cfg.train.report_to == "none" else cfg.train.report_to,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):

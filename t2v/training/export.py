@@ -12,9 +12,10 @@ import torch
 
 from t2v.models.build import build_text_encoder
 from t2v.training.build import Run, build_pipeline
+from t2v.training.card import write_model_card
 from t2v.training.ema import sampling_weights
 from t2v.training.loop import LoopResult
-from t2v.training.metrics import tensorboard
+from t2v.training.metrics import ImageLog
 from t2v.validation import write_samples
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ def _write(run: Run, model, result: LoopResult, checksums: list[float], final: P
     pipe = build_pipeline(model, run.vae, text_encoder, cfg)
     pipe.save_pretrained(final)
     cfg.save(final / "t2v_config.yaml")
+    write_model_card(final, cfg, summary)
     if cfg.train.validation_prompts:
-        write_samples(pipe, cfg, run.out / "samples" / "final", tracker=tensorboard(acc), step=result.step)
+        write_samples(pipe, cfg, run.out / "samples" / "final", tracker=ImageLog(acc), step=result.step)
     log.info("saved pipeline to %s after %d steps (%.1f min)", final, result.step, (time.time() - result.start) / 60)
 
 

@@ -60,7 +60,10 @@ def run_loop(run: Run, step: int) -> LoopResult:
     cfg, acc = run.cfg, run.acc
     stream = batches(run.dataset, run.use_cache, cfg, acc.process_index, acc.num_processes, step)
     if run.main:
-        acc.init_trackers("t2v", config=_flat(cfg.to_dict()))
+        # W&B: the run folder holds its files, the run is named after it; the API key comes from the environment
+        # (WANDB_API_KEY or `wandb login`) and never from a config
+        acc.init_trackers("t2v", config=_flat(cfg.to_dict()),
+                          init_kwargs={"wandb": {"dir": str(run.out), "name": run.out.name}})
     n_params = sum(p.numel() for p in run.unwrapped.parameters() if p.requires_grad)
     peak = peak_flops(cfg.train.peak_tflops)
     curriculum_end = cfg.objective.pure_noise_steps + cfg.objective.noise_ramp_steps

@@ -92,3 +92,19 @@ def tensorboard(acc):
         return acc.get_tracker("tensorboard", unwrap=True)
     except Exception:  # no tracker configured
         return None
+
+
+class ImageLog:
+    """Sends a picture (H, W, 3 uint8) to the run's trackers: TensorBoard's ``add_image``, W&B's ``wandb.Image``."""
+
+    def __init__(self, acc):
+        self.acc = acc
+
+    def add_image(self, tag: str, image, step: int, dataformats: str = "HWC") -> None:
+        names = {type(t).__name__ for t in self.acc.trackers}
+        if "TensorBoardTracker" in names:
+            tensorboard(self.acc).add_image(tag, image, step, dataformats=dataformats)
+        if "WandBTracker" in names:
+            import wandb
+
+            self.acc.get_tracker("wandb", unwrap=True).log({tag: wandb.Image(image)}, step=step)
