@@ -6,6 +6,7 @@
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
     t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S
                   --recaption oracle --device D --offload --vae-slicing --vae-tiling]
+    t2v plan      --config YAML [--gpus 8 --gpu-mem 80 --nodes 1] [key=value ...]
     t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
     t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --device D ...]
     t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100]   (`make experiment`)
@@ -157,6 +158,16 @@ def _experiment(a: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(a: argparse.Namespace) -> int:
+    from t2v.config import load_config
+    from t2v.training.memory import format_plan, model_shape, plan
+
+    cfg = load_config(a.config, a.overrides)
+    shape = model_shape(cfg)
+    print(format_plan(cfg, shape, plan(cfg, a.gpus, a.gpu_mem, a.nodes, shape), a.gpus, a.gpu_mem))
+    return 0
+
+
 def _device_args(s: argparse.ArgumentParser) -> None:
     """Where a saved pipeline runs (`generate`, `compare`)."""
     s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present; bf16 there)")
@@ -243,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gallery", type=int, default=12, help="prompts shown side by side in the report")
     _device_args(s)
     s.set_defaults(func=_compare)
+
+    s = sub.add_parser("plan", help="memory per GPU of a run config for DDP / FSDP2 / HSDP, before launching it")
+    s.add_argument("--config", type=Path, required=True)
+    s.add_argument("--gpus", type=int, default=8, help="GPUs in all")
+    s.add_argument("--gpu-mem", type=float, default=80.0, help="GB per GPU")
+    s.add_argument("--nodes", type=int, default=1, help="nodes (> 1 adds HSDP: shards within a node)")
+    s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.batch_size=2")
+    s.set_defaults(func=_plan)
 
     s = sub.add_parser("prompts", help="write held-out synthworld prompts (with their scenes) as JSONL")
     s.add_argument("--out", type=Path, required=True)
