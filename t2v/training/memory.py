@@ -126,27 +126,30 @@ def _vae_shape(cfg) -> _VAEShape:
     return _VAEShape(int(c.get("latent_channels", cfg.vae.latent_channels)), 2 ** (len(blocks) - 1), 1, params)
 
 
-def _text_dim(cfg) -> int:
+def _text_config(cfg):
+    """The text encoder's transformers config, or None when its folder is not there (not downloaded yet)."""
     from transformers import AutoConfig
 
     from t2v.models.text import resolve_text_path
 
     try:
-        c = AutoConfig.from_pretrained(resolve_text_path(cfg.text.path))
-        width = int(getattr(c, "hidden_size", None) or c.d_model)
+        return AutoConfig.from_pretrained(resolve_text_path(cfg.text.path))
     except (OSError, ValueError):
-        width = 4096 if cfg.text.encoder_class == "t5" else 768  # UMT5-XXL / a BERT-size encoder, not downloaded
+        return None
+
+
+def _text_dim(cfg) -> int:
+    c = _text_config(cfg)
+    if c is None:
+        width = 4096 if cfg.text.encoder_class == "t5" else 768  # UMT5-XXL / a BERT-size encoder
+    else:
+        width = int(getattr(c, "hidden_size", None) or c.d_model)
     return width * len(cfg.text.layers)
 
 
 def _text_params(cfg) -> int:
-    from transformers import AutoConfig
-
-    from t2v.models.text import resolve_text_path
-
-    try:
-        c = AutoConfig.from_pretrained(resolve_text_path(cfg.text.path))
-    except (OSError, ValueError):
+    c = _text_config(cfg)
+    if c is None:
         return 5_700_000_000 if cfg.text.encoder_class == "t5" else 110_000_000  # UMT5-XXL encoder / BERT-base
     width = int(getattr(c, "hidden_size", None) or c.d_model)
     layers = int(getattr(c, "num_hidden_layers", None) or c.num_layers)

@@ -85,12 +85,6 @@ def shard_model(model: nn.Module, acc, replicate: int = 1, reshard_after_forward
     return model
 
 
-def is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
-
-
 def clip_grad_norm_(params, max_norm: float) -> torch.Tensor:
     """Clip gradients (DTensors) to a total norm over all shards; returns that norm (a plain tensor)."""
     from torch.distributed.tensor import DTensor
