@@ -9,7 +9,7 @@ samples/s and tokens/s per device, memory peak, MFU where the GPU's peak is know
 ``OUT/gpu_smoke.json`` and exits 1 when any failed. On CUDA (one GPU: a few minutes):
 
 - synth → ``t2v cache`` on the GPU (UMT5-style bf16 text states when the run is bf16);
-- training in bf16 on one GPU (DDP path) and sharded (``train.parallel=fsdp``) on every GPU through the
+- training in bf16 on one GPU (DDP path; ``t2v plan``'s estimate beside its memory peak) and sharded (``train.parallel=fsdp``) on every GPU through the
   shipped launch config (one GPU: a mesh of one), then ``--resume latest`` of the sharded run;
 - Latte with xformers attention when xformers is installed;
 - ``t2v generate`` on the GPU in bf16, with ``--offload`` and with ``--vae-slicing --vae-tiling``;
@@ -99,7 +99,16 @@ def main(argv: list[str] | None = None) -> int:
 
     one = out / "one-device"
     single = [str(BIN / "t2v"), "train", "--config", tiny, *base, f"train.output_dir={one}"]
-    check("train_one_device", single, measure=summary(one))
+
+    def with_plan() -> dict:  # `t2v plan`'s estimate next to the measured peak (on CUDA: max_memory_allocated)
+        from t2v.config import load_config
+        from t2v.training.memory import plan
+
+        row = next(r for r in plan(load_config(tiny, base), gpus=1) if r["strategy"] == "ddp"
+                   and not r["gradient_checkpointing"])
+        return {**summary(one)(), "plan_total_gb": round(row["total_gb"], 3)}
+
+    check("train_one_device", single, measure=with_plan)
     procs = max(n_gpu, 1) if gpu else 2
     launch = [str(BIN / "accelerate"), "launch", "--config_file", str(ROOT / "configs/accelerate/multi_gpu.yaml"),
               "--num_processes", str(procs), "--main_process_port", "29517",

@@ -27,6 +27,7 @@ def test_gpu_smoke_script_runs_its_cpu_checks(tmp_path):
     assert checks["train_fsdp"]["parallel"] == "fsdp" and checks["train_fsdp"]["world_size"] == 2
     assert checks["train_fsdp_resume_latest"]["steps"] == checks["train_fsdp"]["steps"]
     assert checks["train_one_device"]["throughput"]["memory_peak_gb"] > 0
+    assert 0 < checks["train_one_device"]["plan_total_gb"] < 1  # the plan of the same config, beside it
     assert (tmp_path / "videos" / "plain.mp4").is_file()
     lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]  # one JSON line per check
     assert [ln["check"] for ln in lines if "check" in ln] == list(checks)

@@ -9,10 +9,12 @@ Per rank, in bytes:
   gradients before the reduce-scatter);
 - frozen models on the GPU: the VAE (and the text encoder when training without the cache);
 - activations kept for the backward pass: per sample, ``tokens × width × (layers × c_layer + c_other)`` values
-  in the compute dtype. The constants were measured, not derived: the CPU peak of one fp32 training step of
-  the tiny Wan model over batch 4–32, 2–8 layers and FFN ×2/×4 (docs/t2v.md) — ``c_layer = 22.2 + 3.3 ×
-  ffn_mult`` values per token·width, 23 with diffusers' gradient checkpointing, ``c_other = 34.6``. bf16
-  activations are counted at 2 bytes (Wan's norms run in fp32, so that part is an underestimate).
+  in the compute dtype. The constants were measured, not derived (``bench/activation_memory.py``): the peak
+  of live tensor bytes (torch.profiler's memory events, what CUDA's ``max_memory_allocated`` reports) of a
+  steady-state fp32 AdamW step of the tiny Wan model over batch 4/16, 2–8 layers and FFN ×2/×4, fitted within
+  4% — ``c_layer = 22.9 + 1.9 × ffn_mult`` values per token·width and ``c_other = 13.6``; with diffusers'
+  gradient checkpointing ``0.6`` per layer (its input) and ``46.1`` (one layer recomputed at a time, and the
+  rest). bf16 activations are counted at 2 bytes (Wan's norms run in fp32, so that part is an underestimate).
 
 The CUDA allocator's cache and fragmentation come on top: the plan flags a config as fitting only below 90%
 of the GPU's memory.
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-C_LAYER, C_FFN, C_LAYER_CHECKPOINTED, C_OTHER = 22.2, 3.3, 23.0, 34.6
+C_LAYER, C_FFN, C_OTHER = 22.9, 1.9, 13.6
+C_LAYER_CHECKPOINTED, C_OTHER_CHECKPOINTED = 0.6, 46.1
 FIT = 0.9  # of the GPU's memory
 GB = 1e9
 
@@ -78,8 +81,11 @@ def plan(cfg, gpus: int, gpu_mem_gb: float = 80.0, nodes: int = 1, shape: ModelS
         states = 16 * shape.trainable / shard
         gathered = 0 if name == "ddp" else shape.largest_block * (2 * act_bytes + 4)
         for ckpt in (False, True):
-            per_layer = C_LAYER_CHECKPOINTED if ckpt else C_LAYER + C_FFN * shape.ffn_mult
-            acts = cfg.train.batch_size * shape.tokens * shape.width * (shape.layers * per_layer + C_OTHER) * act_bytes
+            if ckpt:
+                values = shape.layers * C_LAYER_CHECKPOINTED + C_OTHER_CHECKPOINTED
+            else:
+                values = shape.layers * (C_LAYER + C_FFN * shape.ffn_mult) + C_OTHER
+            acts = cfg.train.batch_size * shape.tokens * shape.width * values * act_bytes
             total = states + gathered + shape.frozen_bytes + acts
             rows.append({"strategy": name, "shard": shard, "gradient_checkpointing": ckpt,
                          "states_gb": states / GB, "gathered_gb": gathered / GB, "frozen_gb": shape.frozen_bytes / GB,
