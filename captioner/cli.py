@@ -1,7 +1,8 @@
 """``captioner`` command line.
 
     captioner run        (--videos DIR|LIST | --manifest IN.jsonl) --out OUT.jsonl --config YAML
-                         [--mode diffsw|fast --engine local|ray --num-shards N --shard-id K] [key=value ...]
+                         [--mode diffsw|fast --engine local|ray --num-shards N --shard-id K --retry-errors] [key=value ...]
+    captioner split      DIR|LIST --out SHOTS.jsonl [--min-duration 1 --max-duration 60 --detector content|adaptive]
     captioner keyframes  VIDEO --out DIR [--interval 2 --threshold 0.93 --embedder pixels|clip --clip-path DIR]
     captioner filter     IN.jsonl --out OUT.jsonl [--threshold 0.95 --caption-field short]
     captioner import-sharegpt4video IN.jsonl --out OUT.jsonl [--video-root DIR]
@@ -86,8 +87,19 @@ def _run(a: argparse.Namespace) -> int:
     cfg = load_captioner_config(a.config, overrides)
     tasks = tasks_from_videos(a.videos, a.out) if a.videos else tasks_from_manifest(a.manifest, a.out)
     tasks = shard(tasks, a.num_shards, a.shard_id)
-    s = run_captioner(cfg, tasks, a.out, engine=a.engine, progress=not a.quiet)
+    s = run_captioner(cfg, tasks, a.out, engine=a.engine, progress=not a.quiet, retry_errors=a.retry_errors)
     print(f"captioner run: {s}")
+    return 0
+
+
+def _split(a: argparse.Namespace) -> int:
+    from captioner.run import tasks_from_videos
+    from captioner.split import SplitConfig, split_videos
+
+    cfg = SplitConfig(detector=a.detector, threshold=a.threshold, min_duration=a.min_duration,
+                      max_duration=a.max_duration, width=a.width, backend=a.backend)
+    summary = split_videos(tasks_from_videos(a.videos, a.out), a.out, cfg, progress=not a.quiet)
+    print(json.dumps(summary.as_dict()))
     return 0
 
 
@@ -135,8 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-shards", type=int, default=1, help="split the inputs into N shards (SLURM arrays)")
     s.add_argument("--shard-id", type=int, default=0, help="which shard this process captions (0-based)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--retry-errors", action="store_true",
+                   help="caption again the clips whose last record in --out is an error (appends the new record)")
     s.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. keyframes.interval=1")
     s.set_defaults(func=_run)
+
+    s = sub.add_parser("split", help="cut videos at shot boundaries into a manifest of shots (captioner run --manifest)")
+    s.add_argument("videos", type=Path, help="a folder of videos, or a text file listing video paths")
+    s.add_argument("--out", type=Path, required=True, help="output manifest (JSONL); appended to, resumed")
+    s.add_argument("--min-duration", type=float, default=1.0, help="drop shots shorter than this (seconds)")
+    s.add_argument("--max-duration", type=float, default=60.0, help="drop shots longer than this (seconds)")
+    s.add_argument("--detector", choices=["content", "adaptive"], default="content",
+                   help="PySceneDetect's ContentDetector or AdaptiveDetector")
+    s.add_argument("--threshold", type=float, default=None, help="detector threshold (default: content 27, adaptive 3)")
+    s.add_argument("--width", type=int, default=256, help="frames are downscaled to this width for detection")
+    s.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav"])
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_split)
 
     s = sub.add_parser("recaption", help="short prompts -> dense captions (what t2v generate --recaption does)")
     s.add_argument("prompts", nargs="+")

@@ -100,7 +100,8 @@ def extract_job(task: ClipTask, cfg: CaptionerConfig, embedder) -> _Job:
         kfs = extract_keyframes(reader, interval=kc.interval, threshold=kc.threshold, embedder=embedder,
                                 start=task.start, end=end)
     meta = {"fps": info.fps, "width": info.width, "height": info.height, "start": task.start, "end": end}
-    return _Job(task, meta, [k.t for k in kfs], [k.image for k in kfs])
+    # times inside a record are seconds from its start (the manifest contract): a span is its own clip
+    return _Job(task, meta, [max(k.t - task.start, 0.0) for k in kfs], [k.image for k in kfs])
 
 
 class DiffSWCaptioner:

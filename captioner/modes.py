@@ -23,16 +23,25 @@ def _answers(backend, requests) -> list[str]:
 
 
 def clip_summary(record: dict[str, Any], start: float, end: float, backend, prompts: PromptSet | None = None) -> str:
-    """Dense caption of ``[start, end]`` (seconds from the clip's start) from a record's key-frame captions."""
+    """Dense caption of ``[start, end]`` (seconds from the record's start, as its key-frame times are) from a
+    record's key-frame captions. A record without ``end`` (an imported one) spans at least its last key-frame."""
+    rid = record.get("id")
     if record.get("status") != "ok" or not record.get("keyframes"):
-        raise ValueError(f"clip_summary: record {record.get('id')!r} has no stored key-frame captions")
+        raise ValueError(f"clip_summary: record {rid!r} has no stored key-frame captions")
     kfs = [k for k in record["keyframes"] if k.get("caption")]
     if not kfs:
-        raise ValueError(f"clip_summary: record {record.get('id')!r} was captioned in fast mode "
+        raise ValueError(f"clip_summary: record {rid!r} was captioned in fast mode "
                          "(no per-key-frame captions to summarise)")
-    duration = float(record["end"]) - float(record.get("start") or 0.0)
+    if any(k.get("t") is None for k in kfs):
+        raise ValueError(f"clip_summary: record {rid!r} has key-frame captions without times (imported without "
+                         "one timestamp per key-frame), so no sub-span of it can be told apart")
+    if record.get("end") is not None:
+        duration = float(record["end"]) - float(record.get("start") or 0.0)
+    else:
+        duration = max(float(end), max(float(k["t"]) for k in kfs))
     if not 0 <= start < end <= duration + 1e-6:
-        raise ValueError(f"clip_summary: span [{start}, {end}] must satisfy 0 <= start < end <= {duration:.2f}")
+        raise ValueError(f"clip_summary: span [{start}, {end}] must satisfy 0 <= start < end <= {duration:.2f} "
+                         f"(seconds from the start of record {rid!r})")
     used = [k for k in kfs if float(k["t"]) <= end + 1e-6]  # what happens after `end` is not needed
     p = prompts or PromptSet()
     return _answers(backend, [p.clip_summary(used, duration, start, end)])[0]

@@ -5,7 +5,10 @@ listing video paths (one per line; anything that does not decode becomes an erro
 manifest whose ``ok`` records name clips (``video``, ``start``, ``end``; their ``meta`` is kept).
 Clip ids are stable (a video's path relative to the input folder, or the input record's id), so
 ``--num-shards/--shard-id`` split the same list the same way on every SLURM array task, and a
-rerun with the same output resumes: ids already in the output are skipped.
+rerun with the same output resumes: ids already in the output are skipped — except, with
+``--retry-errors``, those whose last record is an error, which are captioned again (the new record is
+appended; readers take the last record of an id). A second run on the same output while the first
+still writes it refuses to start (:class:`clipio.manifest.ManifestLockedError`).
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ class RunSummary:
     error: int
     skipped: int  # already in the output (resume)
     seconds: float
+    retried: int = 0  # error records captioned again (--retry-errors)
 
     @property
     def clips_per_s(self) -> float:
         return (self.ok + self.error) / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        return (f"{self.ok} ok, {self.error} error, {self.skipped} skipped (already in {self.out}) of "
+        retried = f" ({self.retried} of them retried errors)" if self.retried else ""
+        return (f"{self.ok} ok, {self.error} error{retried}, {self.skipped} skipped (already in {self.out}) of "
                 f"{self.total} clips in {self.seconds:.1f} s ({self.clips_per_s:.2f} clips/s)")
 
 
@@ -93,17 +98,20 @@ def shard(tasks: list[ClipTask], num_shards: int, shard_id: int) -> list[ClipTas
 
 
 def run_captioner(cfg: CaptionerConfig, tasks: Iterable[ClipTask], out: str | Path, backend=None,
-                  progress: bool = True, engine: str = "local") -> RunSummary:
-    """Caption ``tasks`` into the manifest ``out`` (appending; ids already there are skipped)."""
+                  progress: bool = True, engine: str = "local", retry_errors: bool = False) -> RunSummary:
+    """Caption ``tasks`` into the manifest ``out`` (appending; ids already there are skipped, but with
+    ``retry_errors`` those whose last record is an error are captioned again)."""
     out = Path(out)
     tasks = list(tasks)
     t0 = time.time()
     ok = err = 0
     with ManifestWriter(out) as w:
-        todo = [t for t in tasks if t.id not in w.done_ids]
+        retry = {t.id for t in tasks if t.id in w.error_ids} if retry_errors else set()
+        todo = [t for t in tasks if t.id not in w.done_ids or t.id in retry]
         skipped = len(tasks) - len(todo)
-        if skipped:
-            log.info("resuming: %d of %d clips already in %s", skipped, len(tasks), out)
+        if skipped or retry:
+            log.info("resuming: %d of %d clips already in %s%s", skipped, len(tasks), out,
+                     f"; retrying {len(retry)} whose last record is an error" if retry else "")
         if engine == "ray":
             from captioner.ray_engine import caption_with_ray
 
@@ -123,6 +131,6 @@ def run_captioner(cfg: CaptionerConfig, tasks: Iterable[ClipTask], out: str | Pa
             bar.update(1)
             bar.set_postfix(ok=ok, error=err)
         bar.close()
-    summary = RunSummary(str(out), len(tasks), ok, err, skipped, round(time.time() - t0, 2))
+    summary = RunSummary(str(out), len(tasks), ok, err, skipped, round(time.time() - t0, 2), len(retry))
     log.info("summary: %s", asdict(summary))
     return summary

@@ -16,6 +16,10 @@ dataset and used by public readers of it. Assumptions:
 - There is no short caption in the release. An optional top-level ``short_caption`` (written by our
   export when a record has one) becomes ``captions["short"]``.
 - ``video_path`` is relative to the folder the videos were unpacked into (``video_root``).
+- Times are seconds from the start of the clip, as in our manifest. A record's span (``start``/``end``,
+  e.g. a shot of a longer video from ``captioner split``) is exported as top-level ``start`` and ``end``
+  (seconds in the video file; not in the 40K release) and imported back from them, so
+  ``timestamp`` stays relative to ``start`` both ways.
 
 Every input line yields one record: a malformed line gives a ``status: error`` record whose
 ``error`` names the line number and the problem.
@@ -35,7 +39,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "sharegpt4video-40k"
 DENSE_IDX = -1
-KNOWN_KEYS = ("video_id", "video_path", "captions", "timestamp", "keyframe", "zip_folder", "short_caption")
+KNOWN_KEYS = ("video_id", "video_path", "captions", "timestamp", "keyframe", "zip_folder", "short_caption",
+              "start", "end")
 
 
 class SchemaError(ValueError):
@@ -107,8 +112,16 @@ def line_to_record(obj: Any, line_no: int, video_root: str | os.PathLike | None 
     captions = {"dense": dense}
     if isinstance(obj.get("short_caption"), str) and obj["short_caption"].strip():
         captions["short"] = obj["short_caption"]
+    span = {}
+    for key in ("start", "end"):
+        if key in obj:
+            if not _is_number(obj[key]) or obj[key] < 0:
+                raise SchemaError(f"{key!r} must be a number of seconds >= 0, got {obj[key]!r}")
+            span[key] = float(obj[key])
+    if "start" in span and "end" in span and not span["end"] > span["start"]:
+        raise SchemaError(f"'end' {span['end']} must be after 'start' {span['start']}")
     return {
-        "id": obj["video_id"], "video": video, "status": "ok", "error": None,
+        "id": obj["video_id"], "video": video, **span, "status": "ok", "error": None,
         "keyframes": [{"t": None if times is None else times[i], "caption": c} for i, c in enumerate(kf_captions)],
         "captions": captions, "meta": meta,
     }
@@ -177,6 +190,9 @@ def record_to_line(rec: dict[str, Any]) -> dict[str, Any]:
     line["captions"].append({"idx": str(DENSE_IDX), "content": captions["dense"]})
     if "zip_folder" in meta:
         line["zip_folder"] = meta["zip_folder"]
+    for key in ("start", "end"):  # the span of the video file the record describes; times stay relative to start
+        if rec.get(key) is not None:
+            line[key] = float(rec[key])
     if isinstance(captions.get("short"), str):
         line["short_caption"] = captions["short"]
     return line

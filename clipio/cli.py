@@ -1,7 +1,7 @@
 """What both command lines share: a user error is one line naming the input, and exit status 2.
 
 ``run_command`` calls a subcommand's handler; a ``ValueError`` (config and manifest errors are
-ones), a ``FileNotFoundError`` or a ``VideoError`` is a user error: ``PROG COMMAND: error: message``
+ones), a ``FileNotFoundError``, a ``VideoError`` or a ``ManifestLockedError`` is a user error: ``PROG COMMAND: error: message``
 on stderr and status 2, no traceback — unless ``verbose`` (``-v``), which re-raises it.
 """
 
@@ -12,9 +12,10 @@ import logging
 import sys
 from collections.abc import Callable
 
+from clipio.manifest import ManifestLockedError
 from clipio.video.errors import VideoError
 
-USER_ERRORS = (ValueError, FileNotFoundError, VideoError)
+USER_ERRORS = (ValueError, FileNotFoundError, VideoError, ManifestLockedError)
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:

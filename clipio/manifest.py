@@ -7,10 +7,14 @@ A record (the contract is written out in docs/clipio.md)::
      "keyframes": [{"t": 0.0, "caption": "..."}, ...],
      "captions": {"short": "...", "dense": "..."}, "meta": {...}}
 
-``video`` is relative to the manifest's folder unless absolute. ``status`` is ``ok`` or ``error``;
-an error record carries a readable ``error`` and no captions. Each record is written as one line
-with a single ``write`` and flushed, so a killed run leaves at most one partial last line, which
-readers skip with a warning (and a resumed run rewrites that clip).
+``video`` is relative to the manifest's folder unless absolute. ``start``/``end`` are seconds in that
+file (the span the record describes); every time *inside* a record — ``keyframes[i].t`` and the
+timestamps its captions write — is in seconds from the record's ``start``, so a span is captioned as a
+clip of its own. ``status`` is ``ok`` or ``error``; an error record carries a readable ``error`` and no
+captions. Each record is written as one line with a single ``write`` and flushed, so a killed run leaves
+at most one partial last line, which readers skip with a warning (and a resumed run rewrites that clip).
+An id may appear again later (a retried error): the last record of an id is the one that counts
+(:func:`read_manifest`). One process writes a manifest at a time (:class:`ManifestWriter` holds a lock).
 """
 
 from __future__ import annotations
@@ -68,7 +72,11 @@ def iter_manifest(path: str | os.PathLike, strict: bool = False) -> Iterator[dic
 
 
 def read_manifest(path: str | os.PathLike, strict: bool = False) -> list[dict[str, Any]]:
-    return list(iter_manifest(path, strict))
+    """The records of a manifest, one per id: its last record, in the order ids first appear."""
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in iter_manifest(path, strict):
+        latest[rec["id"]] = rec  # a re-insert keeps the first position
+    return list(latest.values())
 
 
 def resolve_video(manifest_path: str | os.PathLike, rec: dict[str, Any]) -> Path:
@@ -77,21 +85,41 @@ def resolve_video(manifest_path: str | os.PathLike, rec: dict[str, Any]) -> Path
     return p if p.is_absolute() else Path(manifest_path).resolve().parent / p
 
 
+class ManifestLockedError(RuntimeError):
+    """Another process is writing this manifest."""
+
+
 class ManifestWriter:
     """Append records to a manifest, one flushed line each. Use as a context manager.
 
-    ``done_ids`` holds the ids already in the file (any status) so callers can resume.
+    ``done_ids`` holds the ids already in the file (any status) so callers can resume; ``error_ids`` those
+    whose last record is an error (what ``--retry-errors`` captions again).
+
+    The writer holds an exclusive OS lock on ``<manifest>.lock`` (``filelock``: ``flock``, which NFS
+    emulates with POSIX locks) while open, so a second writer of the same file — a SLURM requeue while
+    the old job still runs — raises :class:`ManifestLockedError` naming the holder (host, pid, since when)
+    instead of writing every clip twice. The OS drops the lock when its process dies, so a killed run's
+    lock never blocks the resume.
     """
 
     def __init__(self, path: str | os.PathLike, fsync: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self.done_ids: set[str] = set()
-        if self.path.exists():
-            self._repair_tail()
-            self.done_ids = {r["id"] for r in iter_manifest(self.path)}
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._lock = _acquire(self.path)
+        try:
+            self.done_ids: set[str] = set()
+            self.error_ids: set[str] = set()
+            if self.path.exists():
+                self._repair_tail()
+                for r in read_manifest(self.path):
+                    self.done_ids.add(r["id"])
+                    if r["status"] == "error":
+                        self.error_ids.add(r["id"])
+            self._f = open(self.path, "a", encoding="utf-8")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _repair_tail(self) -> None:
         """Make sure the file ends with a newline so a partial last line stays on its own line."""
@@ -109,15 +137,43 @@ class ManifestWriter:
         if self.fsync:
             os.fsync(self._f.fileno())
         self.done_ids.add(rec["id"])
+        (self.error_ids.add if rec["status"] == "error" else self.error_ids.discard)(rec["id"])
 
     def close(self) -> None:
         self._f.close()
+        self.path.with_name(self.path.name + ".lock.json").unlink(missing_ok=True)
+        self._lock.release()
 
     def __enter__(self) -> ManifestWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _acquire(path: Path):
+    """The manifest's lock, taken at once, or ManifestLockedError naming who holds it."""
+    import socket
+    import time
+
+    from filelock import FileLock, Timeout
+
+    lock_path = path.with_name(path.name + ".lock")
+    holder = path.with_name(path.name + ".lock.json")  # who holds it: written after taking the lock
+    lock = FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            h = json.loads(holder.read_text())
+            who = f"pid {h['pid']} on {h['host']} since {h['since']}"
+        except (OSError, ValueError, KeyError):
+            who = "another process"
+        raise ManifestLockedError(f"{path} is being written by {who} (lock {lock_path}); wait for it to finish "
+                                  "or stop it — two writers would caption every clip twice") from None
+    holder.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+    return lock
 
 
 def error_record(clip_id: str, video: str, error: BaseException | str, **extra: Any) -> dict[str, Any]:
