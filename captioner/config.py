@@ -51,6 +51,11 @@ class RunSettings:
     grid_cell: int = 224  # fast mode: cell size in pixels
     video_backend: str = "auto"  # auto | decord | pyav
     decode_timeout: float = 60.0  # seconds one decoder call may take
+    # training windows: a clip longer than window_seconds also gets the dense caption of each window
+    # [k * stride, k * stride + window_seconds] (its own timeline entries, re-timed from 0; one text-only
+    # clip_summary call each), so a model trained on a window reads what happens in it. 0: off.
+    window_seconds: float = 0.0
+    window_stride: float | None = None  # None: window_seconds (windows side by side)
 
 
 @dataclass
@@ -87,6 +92,12 @@ def load_captioner_config(path: str | Path | None = None, overrides: list[str] |
                     ("backend.batch_size", cfg.backend.batch_size), ("backend.concurrency", cfg.backend.concurrency)]:
         if not v > 0:
             raise ConfigError(f"{name}: must be > 0, got {v}")
+    if cfg.run.window_seconds < 0 or (cfg.run.window_stride is not None and not cfg.run.window_stride > 0):
+        raise ConfigError(f"run.window_seconds / run.window_stride: must be >= 0 / > 0, got "
+                          f"{cfg.run.window_seconds} / {cfg.run.window_stride}")
+    if cfg.run.window_seconds and cfg.run.mode != "diffsw":
+        raise ConfigError("run.window_seconds: window captions are made from the per-key-frame captions of "
+                          "diffsw mode (fast mode has none); use run.mode=diffsw")
     if not 0 < cfg.keyframes.threshold <= 1:
         raise ConfigError(f"keyframes.threshold: must be in (0, 1], got {cfg.keyframes.threshold}")
     return cfg

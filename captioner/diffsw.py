@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from captioner.backends.base import ChatRequest
 from captioner.config import CaptionerConfig
 from captioner.prompting import PromptSet, fmt_t
-from clipio.manifest import error_record
+from clipio.manifest import error_record, window_spans
 from clipio.video import open_video
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class _Job:
     dense: str | None = None
     short: str | None = None
     grid: tuple[np.ndarray, dict] | None = None
+    windows: list[tuple[float, float]] = field(default_factory=list)  # training windows still to caption
+    window_captions: list[str] | None = None
 
     @property
     def duration(self) -> float:
@@ -116,6 +118,7 @@ class DiffSWCaptioner:
         kc = cfg.keyframes
         self.embedder = embedder or build_embedder(kc.embedder, kc.clip_path, device=kc.device)
         tasks = ("detail", "diff", "summary", "short") if cfg.run.mode == "diffsw" else ("fast", "short")
+        tasks += ("clip_summary",) if cfg.run.window_seconds else ()
         self.prompt_version = self.prompts.version(tasks)
 
     # --------------------------------------------------------------------- key-frames (prefetch threads)
@@ -136,7 +139,10 @@ class DiffSWCaptioner:
         if k < len(job.times):
             return [p.diff(job.images[k - 1], job.images[k], job.times[k - 1], job.times[k], job.captions[-1])]
         tl = job.timeline()
-        return [p.summary(tl, job.duration), p.short(tl, job.duration)]
+        if job.dense is None:
+            return [p.summary(tl, job.duration), p.short(tl, job.duration)]
+        # the windows' dense captions: each from the timeline up to its end (text only)
+        return [p.clip_summary([k for k in tl if k["t"] <= e + 1e-6], job.duration, s, e) for s, e in job.windows]
 
     def _apply(self, job: _Job, answers: list[str]) -> bool:
         """Store a round's answers; True when the clip is finished."""
@@ -149,7 +155,12 @@ class DiffSWCaptioner:
         if len(job.captions) < len(job.times):
             job.captions.append(answers[0])
             return False
-        job.dense, job.short = answers
+        if job.dense is None:
+            job.dense, job.short = answers
+            rc = self.cfg.run
+            job.windows = window_spans(job.duration, rc.window_seconds, rc.window_stride) if rc.window_seconds else []
+            return not job.windows
+        job.window_captions = answers
         return True
 
     def _record(self, job: _Job) -> dict[str, Any]:
@@ -161,9 +172,13 @@ class DiffSWCaptioner:
                 "keyframe_settings": {"interval": self.cfg.keyframes.interval,
                                       "threshold": self.cfg.keyframes.threshold,
                                       "embedder": self.cfg.keyframes.embedder}}
-        return {"id": t.id, "video": t.video, "start": i["start"], "end": round(i["end"], 3), "fps": i["fps"],
-                "width": i["width"], "height": i["height"], "status": "ok", "error": None,
-                "keyframes": keyframes, "captions": {"short": job.short, "dense": job.dense}, "meta": meta}
+        rec = {"id": t.id, "video": t.video, "start": i["start"], "end": round(i["end"], 3), "fps": i["fps"],
+               "width": i["width"], "height": i["height"], "status": "ok", "error": None,
+               "keyframes": keyframes, "captions": {"short": job.short, "dense": job.dense}, "meta": meta}
+        if job.window_captions is not None:  # times from the record's start, like every time inside it
+            rec["windows"] = [{"start": s, "end": e, "captions": {"dense": c}}
+                              for (s, e), c in zip(job.windows, job.window_captions)]
+        return rec
 
     # --------------------------------------------------------------------- the pool
     def caption(self, tasks: Iterable[ClipTask]) -> Iterator[dict[str, Any]]:

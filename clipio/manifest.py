@@ -13,7 +13,9 @@ timestamps its captions write — is in seconds from the record's ``start``, so 
 clip of its own. ``status`` is ``ok`` or ``error``; an error record carries a readable ``error`` and no
 captions. Each record is written as one line with a single ``write`` and flushed, so a killed run leaves
 at most one partial last line, which readers skip with a warning (and a resumed run rewrites that clip).
-An id may appear again later (a retried error): the last record of an id is the one that counts
+A record longer than a training window may carry ``windows``: ``[{"start", "end", "captions": {...}}]``,
+the dense caption of each window of :func:`window_spans` (times from the record's start, re-timed from the
+window's start inside its captions). An id may appear again later (a retried error): the last record of an id is the one that counts
 (:func:`read_manifest`). One process writes a manifest at a time (:class:`ManifestWriter` holds a lock).
 """
 
@@ -180,3 +182,19 @@ def error_record(clip_id: str, video: str, error: BaseException | str, **extra: 
     """A ``status: error`` record; ``error`` becomes ``"<Type>: <message>"``."""
     msg = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return {"id": clip_id, "video": video, "status": "error", "error": msg, **extra}
+
+
+def window_spans(duration: float, window: float, stride: float | None = None) -> list[tuple[float, float]]:
+    """The training windows ``[k * stride, k * stride + window]`` that fit in ``duration`` seconds (from the
+    record's start): the spans a record's ``windows`` captions describe. A clip no longer than ``window``
+    (give or take a millisecond) has none: it is one window already.
+    """
+    if not window > 0:
+        raise ValueError(f"window {window!r} must be > 0 seconds")
+    stride = window if stride is None else stride
+    if not stride > 0:
+        raise ValueError(f"stride {stride!r} must be > 0 seconds")
+    if duration <= window + 1e-3:
+        return []
+    n = int((duration - window + 1e-3) // stride) + 1
+    return [(round(k * stride, 3), round(k * stride + window, 3)) for k in range(n)]

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     full = out / "data-256"
     if not no_ckpts:
         check("synth_256", [str(BIN / "t2v"), "synth", "--out", str(full), "--num-clips", "8", "--size", "256",
-                            "--fps", "16", "--seconds", "3", "--no-sheet"])
+                            "--fps", "16", "--seconds", "3", "--window", str(33 / 16), "--no-sheet"])
     big = out / "dit-b-256"
     check("train_dit_b_256", [str(BIN / "t2v"), "train", "--config", "dit-b-256", f"data.manifest={full / 'manifest.jsonl'}",
                               "data.use_cache=false", "data.num_workers=2", "train.max_steps=3", "train.log_every=1",

@@ -20,11 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from clipio.images import contact_sheet, save_png
-from clipio.manifest import ManifestWriter, error_record, read_manifest, resolve_video
+from clipio.manifest import ManifestWriter, error_record, read_manifest, resolve_video, window_spans
 from clipio.video import open_video, write_mp4
 from synthworld import captions
 from synthworld.generate import random_scene
 from synthworld.render import render
+from synthworld.simulate import sub_span
 
 log = logging.getLogger(__name__)
 ORACLE_NAME = "synthworld-oracle"
@@ -94,9 +95,10 @@ def _moves_from_start(spec) -> bool:
 
 
 def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames: int,
-                world: World | None = None) -> dict:
-    """A manifest record for a rendered scene, with the oracle's captions and the spec in meta."""
-    return {
+                world: World | None = None, window: float = 0.0) -> dict:
+    """A manifest record for a rendered scene, with the oracle's captions and the spec in meta; with
+    ``window`` > 0 also the true captions of each training window of that many seconds (``windows``)."""
+    rec = {
         "id": clip_id(index),
         "video": video,
         "start": 0.0,
@@ -111,6 +113,13 @@ def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames:
         "meta": {"captioner": ORACLE_NAME, "prompt_version": ORACLE_VERSION, "scene": spec.to_dict(),
                  "world": asdict(world or World())},
     }
+    if window:
+        spans = window_spans(rec["end"], window)
+        if spans:
+            rec["windows"] = [{"start": s, "end": e, "captions": {"short": captions.short_caption(sub),
+                                                                  "dense": captions.dense_caption(sub)}}
+                              for s, e in spans for sub in [sub_span(spec, s, e)]]
+    return rec
 
 
 def usable_cores() -> int:
@@ -121,14 +130,14 @@ def usable_cores() -> int:
 def _render_clip(job: tuple) -> tuple[dict, bool]:
     """(record, ok) of clip ``index``: rendered and written, or an error record (one bad clip must not stop
     the run). Top-level so that worker processes can run it."""
-    out, index, seed, size, fps, seconds, world = job
+    out, index, seed, size, fps, seconds, world, window = job
     cid = clip_id(index)
     video = f"clips/{cid}.mp4"
     try:
         spec = world.scene(scene_seed(seed, index), seconds)
         frames = render(spec, size=size, fps=fps)
         write_mp4(out / video, frames, fps)
-        return clip_record(spec, index, video, size, fps, len(frames), world), True
+        return clip_record(spec, index, video, size, fps, len(frames), world, window), True
     except Exception as e:
         log.warning("%s failed: %s", cid, e)
         return error_record(cid, video, e), False
@@ -144,11 +153,13 @@ def write_synth_dataset(
     progress: bool = True,
     world: World | None = None,
     workers: int = 1,
+    window: float = 0.0,
 ) -> SynthSummary:
     """Render ``num_clips`` random scenes to ``out`` (resuming if ``out`` already holds some).
 
     ``workers`` > 1 renders in that many processes (0: one per core this process may use); records are written in clip order either way, and each
-    clip depends only on (``seed``, its index), so the dataset is the same for any number of workers."""
+    clip depends only on (``seed``, its index), so the dataset is the same for any number of workers. ``window`` > 0
+    adds the true captions of each ``window``-second training window of a longer clip (``windows``)."""
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
     if not 32 <= size <= 256 or size % 2:
@@ -165,7 +176,7 @@ def write_synth_dataset(
     manifest = out / "manifest.jsonl"
     written = errors = 0
     with ManifestWriter(manifest) as w:
-        todo = [(out, i, seed, size, fps, seconds, world) for i in range(num_clips) if clip_id(i) not in w.done_ids]
+        todo = [(out, i, seed, size, fps, seconds, world, window) for i in range(num_clips) if clip_id(i) not in w.done_ids]
         skipped = num_clips - len(todo)
         bar = tqdm(total=num_clips, initial=skipped, desc="rendering clips", unit="clip", disable=not progress)
         with ExitStack() as stack:

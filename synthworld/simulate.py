@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synthworld.spec import DIRECTIONS, SceneSpec
+from synthworld.spec import DIRECTIONS, Event, ObjectSpec, SceneSpec
 
 _EPS = 1e-9
 
@@ -85,3 +85,17 @@ def min_gap(spec: SceneSpec) -> float:
                 reach = spec.objects[i].half + spec.objects[j].half
                 gap = min(gap, max(abs(st[i].x - st[j].x), abs(st[i].y - st[j].y)) - reach)
     return gap
+
+
+def sub_span(spec: SceneSpec, start: float, end: float) -> SceneSpec:
+    """The part of a scene between ``start`` and ``end`` seconds as a scene of its own (times from 0)."""
+    objs = []
+    for o, s in zip(spec.objects, states_at(spec, start)):
+        objs.append(ObjectSpec(o.shape, s.colour, o.size, s.x, s.y, visible=s.visible))
+    events = [Event(max(e.t - start, 0.0), e.obj, e.kind, e.direction, e.speed, e.colour)
+              for e in spec.events if start < e.t < end]
+    for i, s in enumerate(states_at(spec, start)):  # shapes already moving keep moving from 0 s
+        if s.direction and s.visible:
+            events.append(Event(0.0, i, "move", direction=s.direction, speed=s.speed))
+    events.sort(key=lambda e: (e.t, e.obj))
+    return SceneSpec(spec.background, objs, events, duration=end - start)

@@ -1,6 +1,6 @@
 """``t2v`` command line.
 
-    t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S --max-objects N --max-events N --moving-start --workers N]
+    t2v synth     --out DIR --num-clips N [--seed S --size PX --fps F --seconds S --max-objects N --max-events N --moving-start --workers N --window S]
     t2v train-vae --manifest M --out DIR [--steps N]
     t2v cache     --config YAML [--num-shards N --shard-id K --device D] [key=value ...]
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
@@ -31,7 +31,8 @@ def _synth(a: argparse.Namespace) -> int:
     from synthworld.dataset import World, describe_dataset, write_synth_dataset
 
     s = write_synth_dataset(a.out, a.num_clips, seed=a.seed, size=a.size, fps=a.fps, seconds=a.seconds,
-                            world=World(a.max_objects, a.max_events, a.moving_start), workers=a.workers)
+                            world=World(a.max_objects, a.max_events, a.moving_start), workers=a.workers,
+                            window=a.window)
     print(f"wrote {s.written} clips, skipped {s.skipped} already present, {s.errors} errors -> {s.out}")
     print(describe_dataset(s.manifest, sheet_path=None if a.no_sheet else s.out / "contact_sheet.png"))
     return 1 if s.errors else 0
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--moving-start", action="store_true",
                    help="only scenes where every shape is visible and starts moving by 0.5 s")
     s.add_argument("--workers", type=int, default=0, help="rendering processes (0: one per usable core)")
+    s.add_argument("--window", type=float, default=0.0,
+                   help="also write the true captions of each WINDOW-second training window of a longer clip")
     s.add_argument("--no-sheet", action="store_true", help="skip the contact-sheet PNG")
     s.set_defaults(func=_synth)
 

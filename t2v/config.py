@@ -29,6 +29,9 @@ class DataConfig:
     cache_dir: str | None = None  # default: <manifest folder>/cache
     use_cache: bool = True  # train from the cache when it exists for this config
     num_workers: int = 0
+    # a clip longer than num_frames / fps trains on its `windows` (captioned at caption time); without them:
+    # require (an error naming the record) | clip (its first window, with the whole clip's caption)
+    window_captions: str = "require"
 
 
 @dataclass

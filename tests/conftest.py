@@ -45,7 +45,7 @@ def tiny_manifest(tmp_path_factory) -> Path:
 def tiny_overrides(manifest: Path, out: Path, **extra) -> list[str]:
     """Overrides that make t2v/presets/tiny.yaml run in seconds on CPU (untrained tiny VAE)."""
     ov = {
-        "data.manifest": str(manifest), "data.size": 32, "data.num_frames": 4, "data.fps": 4.0,
+        "data.manifest": str(manifest), "data.size": 32, "data.num_frames": 4, "data.fps": 2.0,
         "data.cache_dir": str(out / "cache"), "vae.path": "null", "vae.block_out_channels": "[8, 16]",
         "model.num_layers": 1, "model.head_dim": 16, "model.text_adapter_layers": 1, "model.text_adapter_dim": 16,
         "train.output_dir": str(out / "run"), "train.batch_size": 2, "train.max_steps": 4,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from captioner.backends.oracle import OracleBackend, sub_span
+from captioner.backends.oracle import OracleBackend
 from captioner.config import load_captioner_config
 from captioner.modes import clip_summary
 from captioner.run import run_captioner, tasks_from_manifest
@@ -17,6 +17,7 @@ from captioner.sharegpt4video import export_sharegpt4video, import_sharegpt4vide
 from clipio.manifest import read_manifest
 from synthworld.dataset import write_synth_dataset
 from synthworld.score import caption_names_events, timed_sentences
+from synthworld.simulate import sub_span
 from synthworld.spec import SceneSpec
 
 ORACLE = Path(__file__).resolve().parents[1] / "captioner" / "presets" / "oracle.yaml"

@@ -40,7 +40,7 @@ def test_untrained_vae_is_reproducible_and_leaves_the_global_rng_alone(tmp_path)
 
 def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
     cfg = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path))
-    ds = ManifestClipDataset(tiny_manifest, "dense", 4, 4.0, 32)
+    ds = ManifestClipDataset(tiny_manifest, "dense", 4, 2.0, 32)
     item = ds[3]
     assert item["video"].shape == (3, 4, 32, 32) and -1 <= item["video"].min() and item["video"].max() <= 1
     assert item["caption"] == ds.records[3]["captions"]["dense"]
@@ -49,7 +49,7 @@ def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
     from t2v.data.dataset import decode_clip, to_tensor
 
     r = ds.records[3]
-    probed = decode_clip(resolve_video(tiny_manifest, r), r["start"], r["end"], 4, 4.0, 32)
+    probed = decode_clip(resolve_video(tiny_manifest, r), r["start"], r["end"], 4, 2.0, 32)
     torch.testing.assert_close(to_tensor(probed), item["video"])
     text_encoder, vae = build_text_encoder(cfg), build_vae(cfg)
     assert not cache_exists(cfg)
@@ -65,7 +65,7 @@ def test_dataset_and_cache_equal_online_encoding(tiny_manifest, tmp_path):
     short = load_config(TINY, tiny_overrides(tiny_manifest, tmp_path, **{"data.caption_field": "short"}))
     assert not cache_exists(short)
     with pytest.raises(ValueError, match="caption_field 'long' is missing"):
-        ManifestClipDataset(tiny_manifest, "long", 4, 4.0, 32)
+        ManifestClipDataset(tiny_manifest, "long", 4, 2.0, 32)
 
 
 def test_cache_workers_share_the_shards_and_the_last_one_completes_it(tiny_manifest, tmp_path, monkeypatch,

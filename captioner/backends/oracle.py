@@ -35,7 +35,7 @@ from captioner.backends.base import ChatRequest
 from captioner.prompting import fmt_t
 from synthworld import captions
 from synthworld.detect import background_name, blob_centre, detect_frame, direction_of, estimate_background
-from synthworld.simulate import check_inside, states_at
+from synthworld.simulate import check_inside, states_at, sub_span  # noqa: F401 (sub_span: re-exported)
 from synthworld.spec import (
     BACKGROUNDS,
     COLOURS,
@@ -200,20 +200,6 @@ def read_timeline(keyframes: list[dict], duration: float) -> SceneSpec:
     events = [e for e in events if 0 <= e.t < duration and (e.t > 0 or e.kind == "move")]
     events.sort(key=lambda e: (e.t, e.obj))
     return SceneSpec(background, objects, events, duration=duration)
-
-
-def sub_span(spec: SceneSpec, start: float, end: float) -> SceneSpec:
-    """The part of a scene between ``start`` and ``end`` seconds as a scene of its own (times from 0)."""
-    objs = []
-    for o, s in zip(spec.objects, states_at(spec, start)):
-        objs.append(ObjectSpec(o.shape, s.colour, o.size, s.x, s.y, visible=s.visible))
-    events = [Event(max(e.t - start, 0.0), e.obj, e.kind, e.direction, e.speed, e.colour)
-              for e in spec.events if start < e.t < end]
-    for i, s in enumerate(states_at(spec, start)):  # shapes already moving keep moving from 0 s
-        if s.direction and s.visible:
-            events.append(Event(0.0, i, "move", direction=s.direction, speed=s.speed))
-    events.sort(key=lambda e: (e.t, e.obj))
-    return SceneSpec(spec.background, objs, events, duration=end - start)
 
 
 def recaption(prompt: str, duration: float = 4.0) -> str:

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from t2v.config import RunConfig
-from t2v.data.dataset import ManifestClipDataset, ok_records
+from t2v.data.dataset import ManifestClipDataset, ok_records, training_samples
 from t2v.models.build import text_dtype
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,15 @@ def _complete(d: Path, ids: list[str]) -> bool:
     return idx.is_file() and json.loads(idx.read_text()).get("ids") == ids
 
 
+def sample_ids(cfg: RunConfig) -> list[str]:
+    """The training samples' ids: one per clip, or one per window of a clip longer than the window."""
+    d = cfg.data
+    return [s["id"] for s in training_samples(ok_records(d.manifest, d.caption_field), d.caption_field,
+                                              d.num_frames, d.fps, d.window_captions)]
+
+
 def cache_exists(cfg: RunConfig) -> bool:
-    ids = [r["id"] for r in ok_records(cfg.data.manifest, cfg.data.caption_field)]
+    ids = sample_ids(cfg)
     lat, txt = cache_dirs(cfg)
     return _complete(lat, ids) and _complete(txt, ids)
 
@@ -119,8 +126,8 @@ def build_cache(cfg: RunConfig, vae, text_encoder, batch_size: int = 8, num_shar
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"--shard-id {shard_id}: must be in 0..{num_shards - 1} (--num-shards {num_shards})")
     ds = ManifestClipDataset(cfg.data.manifest, cfg.data.caption_field, cfg.data.num_frames, cfg.data.fps,
-                             cfg.data.size)
-    ids = [r["id"] for r in ds.records]
+                             cfg.data.size, cfg.data.window_captions)
+    ids = [s["id"] for s in ds.samples]
     lat_dir, txt_dir = cache_dirs(cfg)
     device = next(vae.parameters()).device
 
@@ -134,7 +141,7 @@ def build_cache(cfg: RunConfig, vae, text_encoder, batch_size: int = 8, num_shar
     def enc_text(idx: list[int]) -> list[torch.Tensor]:
         out = []
         for k in range(0, len(idx), batch_size):
-            caps = [ds.records[i]["captions"][cfg.data.caption_field] for i in idx[k : k + batch_size]]
+            caps = [ds.samples[i]["caption"] for i in idx[k : k + batch_size]]
             states, mask = text_encoder(caps)
             out += [s[m].float() for s, m in zip(states, mask)]
         return out
@@ -152,8 +159,7 @@ class CachedDataset(Dataset):
 
     def __init__(self, cfg: RunConfig):
         self.lat_dir, self.txt_dir = cache_dirs(cfg)
-        self.records = ok_records(cfg.data.manifest, cfg.data.caption_field)
-        self.ids = [r["id"] for r in self.records]
+        self.ids = sample_ids(cfg)
         for d in (self.lat_dir, self.txt_dir):
             if not _complete(d, self.ids):
                 raise FileNotFoundError(f"cache {d} is missing or stale; run `t2v cache --config …` first")

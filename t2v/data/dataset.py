@@ -2,6 +2,13 @@
 
 Only ``status: ok`` records are used. The caption is ``captions[caption_field]`` — the one setting
 the short-vs-dense experiment varies; a record without that caption is an error naming the record.
+
+A record longer than the training window (``num_frames / fps`` seconds) is trained on as its fixed
+``windows`` (written at caption time: ``captioner run ... run.window_seconds=W``, or ``t2v synth
+--window W``), each a sample of its own (id ``<clip id>@<window start>``) whose caption is the dense
+caption *of that window* — so the cache and exact resume hold, and the model never reads about events
+it does not see. Such a record without windows of that length is an error naming it, unless
+``data.window_captions=clip`` (the first window, captioned with the whole clip's caption).
 """
 
 from __future__ import annotations
@@ -37,6 +44,49 @@ def ok_records(manifest: str | Path, caption_field: str | None = None) -> list[d
     return recs
 
 
+def training_samples(records: list[dict], caption_field: str, num_frames: int, fps: float,
+                     window_captions: str = "require") -> list[dict]:
+    """``{"id", "record", "start", "end", "caption"}`` per training sample (``start``/``end`` in the video file)."""
+    if window_captions not in ("require", "clip"):
+        raise ValueError(f"data.window_captions {window_captions!r}: use 'require' or 'clip'")
+    window, tol = num_frames / fps, 1.0 / fps
+    samples, fallback, no_field = [], [], 0
+    for r in records:
+        start = float(r.get("start") or 0.0)
+        end = float(r["end"]) if r.get("end") is not None else None
+        whole = {"id": r["id"], "record": r, "start": start, "end": end if end is not None else 1e9,
+                 "caption": r["captions"][caption_field]}
+        if end is None or end - start <= window + tol:
+            samples.append(whole)
+            continue
+        wins = [w for w in r.get("windows") or [] if abs(float(w["end"]) - float(w["start"]) - window) <= tol]
+        if not wins:
+            if window_captions == "require":
+                have = sorted({round(float(w["end"]) - float(w["start"]), 3) for w in r.get("windows") or []})
+                raise ValueError(
+                    f"record {r['id']!r} lasts {end - start:.2f} s but trains in {window:.2f} s windows "
+                    f"(data.num_frames {num_frames} / data.fps {fps:g}) and has no window captions of that length"
+                    f"{f' (it has {have} s)' if have else ''}: caption with `captioner run ... "
+                    f"run.window_seconds={window:g}` (or `t2v synth --window {window:g}`), or set "
+                    "data.window_captions=clip to train its first window on the whole clip's caption")
+            fallback.append(r["id"])
+            samples.append(whole)
+            continue
+        for w in wins:
+            caption = (w.get("captions") or {}).get(caption_field)
+            no_field += caption is None
+            samples.append({"id": f"{r['id']}@{float(w['start']):g}", "record": r,
+                            "start": start + float(w["start"]), "end": start + float(w["end"]),
+                            "caption": r["captions"][caption_field] if caption is None else caption})
+    if fallback:
+        log.warning("%d records are longer than the %.2f s training window and have no window captions "
+                    "(e.g. %s): their first window trains on the whole clip's caption (data.window_captions=clip)",
+                    len(fallback), window, fallback[0])
+    if no_field:
+        log.warning("%d windows have no %r caption: they train on their clip's", no_field, caption_field)
+    return samples
+
+
 def clip_times(start: float, end: float, num_frames: int, fps: float) -> list[float]:
     """Times of the sampled frames: ``start + k/fps``; times past the clip's end repeat its last frame."""
     last = max(start, end - 1e-3)
@@ -70,19 +120,22 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 class ManifestClipDataset(Dataset):
-    """Decodes each clip span on the fly: ``{"id", "video" (3, F, S, S) in [−1, 1], "caption"}``."""
+    """Decodes each sample's span on the fly: ``{"id", "video" (3, F, S, S) in [−1, 1], "caption"}``."""
 
-    def __init__(self, manifest: str | Path, caption_field: str, num_frames: int, fps: float, size: int):
+    def __init__(self, manifest: str | Path, caption_field: str, num_frames: int, fps: float, size: int,
+                 window_captions: str = "require"):
         self.manifest = Path(manifest)
         self.records = ok_records(self.manifest, caption_field)
+        self.samples = training_samples(self.records, caption_field, num_frames, fps, window_captions)
         self.caption_field, self.num_frames, self.fps, self.size = caption_field, num_frames, fps, size
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.samples)
 
     def __getitem__(self, i: int) -> dict:
-        r = self.records[i]
+        s = self.samples[i]
+        r = s["record"]
         known = (int(r["width"]), int(r["height"])) if r.get("width") and r.get("height") else None
-        frames = decode_clip(resolve_video(self.manifest, r), float(r.get("start", 0.0)),
-                             float(r.get("end", 1e9)), self.num_frames, self.fps, self.size, known)
-        return {"id": r["id"], "video": to_tensor(frames), "caption": r["captions"][self.caption_field]}
+        frames = decode_clip(resolve_video(self.manifest, r), s["start"], s["end"], self.num_frames, self.fps,
+                             self.size, known)
+        return {"id": s["id"], "video": to_tensor(frames), "caption": s["caption"]}

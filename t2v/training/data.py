@@ -21,9 +21,10 @@ def build_dataset(cfg: RunConfig, verbose: bool = True) -> tuple[Dataset, bool]:
     """(data set, whether it serves cached latents and text)."""
     use_cache = cfg.data.use_cache and cache_exists(cfg)
     dataset = CachedDataset(cfg) if use_cache else ManifestClipDataset(
-        cfg.data.manifest, cfg.data.caption_field, cfg.data.num_frames, cfg.data.fps, cfg.data.size)
+        cfg.data.manifest, cfg.data.caption_field, cfg.data.num_frames, cfg.data.fps, cfg.data.size,
+        cfg.data.window_captions)
     if verbose:
-        log.info("data: %d clips from %s (%s, caption_field=%s)", len(dataset), cfg.data.manifest,
+        log.info("data: %d samples (clips or their windows) from %s (%s, caption_field=%s)", len(dataset), cfg.data.manifest,
                  "cached latents" if use_cache else "online decoding", cfg.data.caption_field)
     return dataset, use_cache
 
