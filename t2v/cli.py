@@ -97,7 +97,8 @@ def _generate(a: argparse.Namespace) -> int:
         prompts = recaption(prompts, build_backend(load_captioner_config(a.recaption).backend), duration=seconds)
         for p in prompts:
             print(f"recaptioned: {p}")
-    paths = generate(a.model, prompts, a.out, num_frames=a.frames, steps=steps, guidance=guidance, seed=a.seed,
+    paths = generate(a.model, prompts, a.out, num_frames=a.frames, height=a.height, width=a.width, steps=steps,
+                     guidance=guidance, seed=a.seed,
                      negative_prompt=a.negative_prompt, fps=a.fps, **_device(a))
     for p in paths:
         print(p)
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompts", type=Path, help="a .txt (one prompt per line) or .jsonl ({\"prompt\": ...}) file")
     s.add_argument("--out", type=Path, required=True, help="a .mp4/.gif file (one prompt) or a folder")
     s.add_argument("--frames", type=int, default=None)
+    s.add_argument("--height", type=int, default=None, help="frame height in px (default: the training size; "
+                   "a model trained with data.buckets generates any bucket's shape)")
+    s.add_argument("--width", type=int, default=None, help="frame width in px (default: the training size)")
     s.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's sample.steps)")
     s.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's sample.guidance)")
     s.add_argument("--negative-prompt", default=None)

@@ -20,6 +20,15 @@ __all__ = ["ConfigError", "RunConfig", "apply_overrides", "from_dict", "load_con
 
 
 @dataclass
+class BucketConfig:
+    """Aspect-ratio × size × frame-count buckets (t2v/data/buckets.py); all empty: ``data.size`` squares."""
+
+    aspect_ratios: list[str] = field(default_factory=list)  # width:height, e.g. ["16:9", "9:16", "1:1"]
+    sizes: list[int] = field(default_factory=list)  # side of the square of equal area; empty: [data.size]
+    num_frames: list[int] = field(default_factory=list)  # empty: [data.num_frames]
+
+
+@dataclass
 class DataConfig:
     manifest: str = "runs/demo/data/manifest.jsonl"
     caption_field: str = "dense"  # short | dense | any key of a record's `captions`
@@ -32,6 +41,7 @@ class DataConfig:
     # a clip longer than num_frames / fps trains on its `windows` (captioned at caption time); without them:
     # require (an error naming the record) | clip (its first window, with the whole clip's caption)
     window_captions: str = "require"
+    buckets: BucketConfig = field(default_factory=BucketConfig)
 
 
 @dataclass
@@ -193,3 +203,14 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"objective.caption_dropout: must be in [0, 1), got {cfg.objective.caption_dropout}")
     if not 0 <= cfg.train.ema_decay < 1:
         raise ConfigError(f"train.ema_decay: must be in [0, 1), got {cfg.train.ema_decay}")
+    choice("data.window_captions", cfg.data.window_captions, ("require", "clip"))
+    b = cfg.data.buckets
+    if b.aspect_ratios or len(b.sizes) > 1 or len(b.num_frames) > 1:
+        from t2v.data.buckets import bucket_grid
+
+        if cfg.model.backbone != "wan":
+            raise ConfigError("data.buckets: Latte has a fixed frame size and count; buckets need model.backbone=wan")
+        try:
+            bucket_grid(cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None

@@ -68,7 +68,8 @@ def _slug(text: str, n: int = 40) -> str:
 
 def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_frames: int | None = None,
              steps: int = 20, guidance: float = 3.0, seed: int = 0, negative_prompt: str | None = None,
-             fps: float | None = None, device: str | None = "cpu", **load: bool) -> list[Path]:
+             fps: float | None = None, device: str | None = "cpu", height: int | None = None,
+             width: int | None = None, **load: bool) -> list[Path]:
     """One video per prompt. ``out`` is a file (.mp4/.gif) for a single prompt, else a folder of mp4s.
     ``device`` and ``load`` (offload, vae_slicing, vae_tiling): as :func:`load_pipeline`. The noise comes from a
     CPU generator, so a seed gives the same starting noise on every device."""
@@ -80,7 +81,8 @@ def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_fra
     single = len(prompts) == 1 and out.suffix.lower() in (".mp4", ".gif")
     paths = []
     for i, prompt in enumerate(prompts):
-        frames = pipe(prompt, negative_prompt=negative_prompt, num_frames=num_frames, num_inference_steps=steps,
+        frames = pipe(prompt, negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width,
+                      num_inference_steps=steps,
                       guidance_scale=guidance, generator=torch.Generator().manual_seed(seed + i)).frames[0]
         path = out if single else out / f"{i:03d}-{_slug(prompt)}.mp4"
         paths.append(write_video(path, frames, fps))

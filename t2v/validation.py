@@ -27,12 +27,7 @@ def write_samples(pipe, cfg: RunConfig, folder: Path, tracker=None, step: int = 
     paths, rows = [], []
     for i, prompt in enumerate(cfg.train.validation_prompts):
         g = torch.Generator().manual_seed(seed + i)
-        text = {"prompt": prompt, "negative_prompt": cfg.sample.negative_prompt or None}
-        if states and prompt in states and cfg.sample.negative_prompt in states:
-            (s, m), (ns, nm) = states[prompt], states[cfg.sample.negative_prompt]
-            text = {"prompt_embeds": s, "prompt_attention_mask": m, "negative_prompt_embeds": ns,
-                    "negative_prompt_attention_mask": nm}
-        frames = pipe(**text, num_frames=cfg.data.num_frames, num_inference_steps=cfg.sample.steps,
+        frames = pipe(**_text(prompt, cfg, states), num_frames=cfg.data.num_frames, num_inference_steps=cfg.sample.steps,
                       guidance_scale=cfg.sample.guidance, generator=g, progress=False).frames[0]
         paths.append(write_gif(folder / f"sample-{i:02d}.gif", frames, fps=cfg.data.fps))
         rows.append(frames)
@@ -41,7 +36,37 @@ def write_samples(pipe, cfg: RunConfig, folder: Path, tracker=None, step: int = 
     save_png(folder / "contact_sheet.png", sheet)
     if tracker is not None:
         tracker.add_image("samples", np.asarray(sheet), step, dataformats="HWC")
+    paths += _bucket_samples(pipe, cfg, folder, seed, states)
     log.info("validation samples: %s", folder)
+    return paths
+
+
+def _text(prompt: str, cfg: RunConfig, states: dict | None) -> dict:
+    """The pipeline's text arguments: the kept states of a prompt when there are, else the prompt."""
+    if states and prompt in states and cfg.sample.negative_prompt in states:
+        (s, m), (ns, nm) = states[prompt], states[cfg.sample.negative_prompt]
+        return {"prompt_embeds": s, "prompt_attention_mask": m, "negative_prompt_embeds": ns,
+                "negative_prompt_attention_mask": nm}
+    return {"prompt": prompt, "negative_prompt": cfg.sample.negative_prompt or None}
+
+
+def _bucket_samples(pipe, cfg: RunConfig, folder: Path, seed: int, states: dict | None) -> list[Path]:
+    """With ``data.buckets``: the first validation prompt at every bucket's shape (``bucket-WxHxF.gif`` and one
+    ``buckets.png`` row each)."""
+    from t2v.data.buckets import bucket_grid, enabled
+
+    if not enabled(cfg):
+        return []
+    prompt, paths, rows, names = cfg.train.validation_prompts[0], [], [], []
+    for b in bucket_grid(cfg):
+        frames = pipe(**_text(prompt, cfg, states), num_frames=b.frames,
+                      height=b.height, width=b.width, num_inference_steps=cfg.sample.steps,
+                      guidance_scale=cfg.sample.guidance, generator=torch.Generator().manual_seed(seed),
+                      progress=False).frames[0]
+        paths.append(write_gif(folder / f"bucket-{b.name}.gif", frames, fps=cfg.data.fps))
+        rows.append(frames)
+        names.append(b.name)
+    save_png(folder / "buckets.png", contact_sheet(rows, names, cell=64, label_width=120))
     return paths
 
 

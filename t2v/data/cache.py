@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from t2v.config import RunConfig
-from t2v.data.dataset import ManifestClipDataset, ok_records, training_samples
+from t2v.data.dataset import ManifestClipDataset, assign_buckets, ok_records, training_samples
 from t2v.models.build import text_dtype
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ def _key(d: dict) -> str:
 
 
 def latent_key(cfg: RunConfig) -> dict:
+    from t2v.data.buckets import enabled
+
     return {"manifest": str(Path(cfg.data.manifest).resolve()), "vae": str(cfg.vae.path), "kind": cfg.vae.kind,
             "scaling": cfg.vae.scaling_factor, "frames": cfg.data.num_frames, "fps": cfg.data.fps,
-            "size": cfg.data.size}
+            "size": cfg.data.size, **({"buckets": asdict(cfg.data.buckets)} if enabled(cfg) else {})}
 
 
 def text_key(cfg: RunConfig) -> dict:
@@ -65,11 +68,21 @@ def _complete(d: Path, ids: list[str]) -> bool:
     return idx.is_file() and json.loads(idx.read_text()).get("ids") == ids
 
 
-def sample_ids(cfg: RunConfig) -> list[str]:
-    """The training samples' ids: one per clip, or one per window of a clip longer than the window."""
+def config_samples(cfg: RunConfig) -> list[dict]:
+    """The training samples of a config: one per clip, or one per window of a clip longer than the window,
+    each with its bucket when ``data.buckets`` is set."""
+    from t2v.data.buckets import bucket_grid, enabled
+
     d = cfg.data
-    return [s["id"] for s in training_samples(ok_records(d.manifest, d.caption_field), d.caption_field,
-                                              d.num_frames, d.fps, d.window_captions)]
+    samples = training_samples(ok_records(d.manifest, d.caption_field), d.caption_field, d.num_frames, d.fps,
+                               d.window_captions)
+    if enabled(cfg):
+        assign_buckets(samples, Path(d.manifest), bucket_grid(cfg), d.fps)
+    return samples
+
+
+def sample_ids(cfg: RunConfig) -> list[str]:
+    return [s["id"] for s in config_samples(cfg)]
 
 
 def cache_exists(cfg: RunConfig) -> bool:
@@ -116,6 +129,15 @@ def _build(d: Path, ids: list[str], meta: dict, encode, desc: str, num_shards: i
     return True
 
 
+def manifest_dataset(cfg: RunConfig) -> ManifestClipDataset:
+    """The online-decoding dataset of a config (windows and buckets included)."""
+    from t2v.data.buckets import bucket_grid, enabled
+
+    d = cfg.data
+    return ManifestClipDataset(d.manifest, d.caption_field, d.num_frames, d.fps, d.size, d.window_captions,
+                               bucket_grid(cfg) if enabled(cfg) else None)
+
+
 @torch.no_grad()
 def build_cache(cfg: RunConfig, vae, text_encoder, batch_size: int = 8, num_shards: int = 1,
                 shard_id: int = 0) -> tuple[Path, Path]:
@@ -125,18 +147,21 @@ def build_cache(cfg: RunConfig, vae, text_encoder, batch_size: int = 8, num_shar
     is ready when the last worker is done (rerun any worker to resume)."""
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"--shard-id {shard_id}: must be in 0..{num_shards - 1} (--num-shards {num_shards})")
-    ds = ManifestClipDataset(cfg.data.manifest, cfg.data.caption_field, cfg.data.num_frames, cfg.data.fps,
-                             cfg.data.size, cfg.data.window_captions)
+    ds = manifest_dataset(cfg)
     ids = [s["id"] for s in ds.samples]
     lat_dir, txt_dir = cache_dirs(cfg)
     device = next(vae.parameters()).device
 
     def enc_latents(idx: list[int]) -> list[torch.Tensor]:
-        out = []
-        for k in range(0, len(idx), batch_size):
-            video = torch.stack([ds[i]["video"] for i in idx[k : k + batch_size]]).to(device)
-            out += list(vae.encode(video).float())
-        return out
+        out: list[tuple[int, torch.Tensor]] = []
+        for k in range(0, len(idx), batch_size):  # one bucket (shape) per encoder call
+            chunk = idx[k : k + batch_size]
+            for shape in dict.fromkeys(ds.samples[i].get("bucket") for i in chunk):
+                same = [i for i in chunk if ds.samples[i].get("bucket") == shape]
+                got = vae.encode(torch.stack([ds[i]["video"] for i in same]).to(device)).float()
+                out += list(zip(same, got))
+        by_index = dict(out)
+        return [by_index[i] for i in idx]
 
     def enc_text(idx: list[int]) -> list[torch.Tensor]:
         out = []
@@ -159,7 +184,8 @@ class CachedDataset(Dataset):
 
     def __init__(self, cfg: RunConfig):
         self.lat_dir, self.txt_dir = cache_dirs(cfg)
-        self.ids = sample_ids(cfg)
+        self.samples = config_samples(cfg)
+        self.ids = [s["id"] for s in self.samples]
         for d in (self.lat_dir, self.txt_dir):
             if not _complete(d, self.ids):
                 raise FileNotFoundError(f"cache {d} is missing or stale; run `t2v cache --config …` first")

@@ -93,20 +93,22 @@ def clip_times(start: float, end: float, num_frames: int, fps: float) -> list[fl
     return [min(start + k / fps, last) for k in range(num_frames)]
 
 
-def decode_clip(path: Path, start: float, end: float, num_frames: int, fps: float, size: int,
+def decode_clip(path: Path, start: float, end: float, num_frames: int, fps: float, size: int | tuple[int, int],
                 source_size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 (F, size, size, 3): frames at ``clip_times``, short side resized to ``size``, centre-cropped.
+    """uint8 (F, H, W, 3): frames at ``clip_times``, resized to cover ``size`` — a square side, or ``(height,
+    width)`` — and centre-cropped to it.
 
     ``source_size`` is the video's ``(width, height)`` when the manifest records it; otherwise the
     file is probed first.
     """
+    th, tw = (size, size) if isinstance(size, int) else size
     w, h = source_size if source_size else _probe_size(path)
-    scale = size / min(w, h)
-    rw, rh = max(size, round(w * scale)), max(size, round(h * scale))
+    scale = max(th / h, tw / w)
+    rw, rh = max(tw, round(w * scale)), max(th, round(h * scale))
     with open_video(path, size=(rw, rh)) as v:
         frames = v.frames_at(clip_times(start, min(end, v.info.duration), num_frames, fps))
-    y0, x0 = (rh - size) // 2, (rw - size) // 2
-    return frames[:, y0 : y0 + size, x0 : x0 + size]
+    y0, x0 = (rh - th) // 2, (rw - tw) // 2
+    return frames[:, y0 : y0 + th, x0 : x0 + tw]
 
 
 def _probe_size(path: Path) -> tuple[int, int]:
@@ -119,14 +121,28 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return rearrange(to_signed(frames), "f h w c -> c f h w")
 
 
+def assign_buckets(samples: list[dict], manifest: Path, buckets: list, fps: float) -> None:
+    """Set each sample's ``bucket`` (t2v/data/buckets.py) from its video's size and its span."""
+    from t2v.data.buckets import assign
+
+    for s in samples:
+        r = s["record"]
+        w, h = (int(r["width"]), int(r["height"])) if r.get("width") and r.get("height") else \
+            _probe_size(resolve_video(manifest, r))
+        s["bucket"] = assign(buckets, w, h, s["end"] - s["start"], fps)
+
+
 class ManifestClipDataset(Dataset):
-    """Decodes each sample's span on the fly: ``{"id", "video" (3, F, S, S) in [−1, 1], "caption"}``."""
+    """Decodes each sample's span on the fly: ``{"id", "video" (3, F, H, W) in [−1, 1], "caption"}`` — F × S × S,
+    or the shape of its bucket when ``buckets`` (a list of :class:`~t2v.data.buckets.Bucket`) is given."""
 
     def __init__(self, manifest: str | Path, caption_field: str, num_frames: int, fps: float, size: int,
-                 window_captions: str = "require"):
+                 window_captions: str = "require", buckets: list | None = None):
         self.manifest = Path(manifest)
         self.records = ok_records(self.manifest, caption_field)
         self.samples = training_samples(self.records, caption_field, num_frames, fps, window_captions)
+        if buckets:
+            assign_buckets(self.samples, self.manifest, buckets, fps)
         self.caption_field, self.num_frames, self.fps, self.size = caption_field, num_frames, fps, size
 
     def __len__(self) -> int:
@@ -136,6 +152,7 @@ class ManifestClipDataset(Dataset):
         s = self.samples[i]
         r = s["record"]
         known = (int(r["width"]), int(r["height"])) if r.get("width") and r.get("height") else None
-        frames = decode_clip(resolve_video(self.manifest, r), s["start"], s["end"], self.num_frames, self.fps,
-                             self.size, known)
+        b = s.get("bucket")
+        frames = decode_clip(resolve_video(self.manifest, r), s["start"], s["end"], b.frames if b else self.num_frames,
+                             self.fps, (b.height, b.width) if b else self.size, known)
         return {"id": s["id"], "video": to_tensor(frames), "caption": s["caption"]}

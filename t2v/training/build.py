@@ -77,7 +77,7 @@ def build(cfg: RunConfig) -> Run:
     set_seed(cfg.train.seed)  # same initial weights on every rank
 
     # 2. Data: cached latents and text states when the cache exists for this config
-    dataset, use_cache = build_dataset(cfg, verbose=acc.is_main_process)
+    dataset, use_cache = build_dataset(cfg, verbose=acc.is_main_process, world_size=acc.num_processes)
 
     # 3. Models: frozen text encoder and VAE, trainable transformer. The text encoder loads in bf16 for a bf16
     # run (models.build.text_dtype). Training from the cache it never encodes a batch: it encodes the empty

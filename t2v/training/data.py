@@ -10,29 +10,35 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from t2v.config import RunConfig
-from t2v.data.cache import CachedDataset, cache_exists
-from t2v.data.dataset import ManifestClipDataset
+from t2v.data import buckets
+from t2v.data.cache import CachedDataset, cache_exists, manifest_dataset
 from t2v.data.sampler import ResumableBatchSampler, collate_cached, collate_online, pad_text
 
 log = logging.getLogger(__name__)
 
 
-def build_dataset(cfg: RunConfig, verbose: bool = True) -> tuple[Dataset, bool]:
+def build_dataset(cfg: RunConfig, verbose: bool = True, world_size: int = 1) -> tuple[Dataset, bool]:
     """(data set, whether it serves cached latents and text)."""
     use_cache = cfg.data.use_cache and cache_exists(cfg)
-    dataset = CachedDataset(cfg) if use_cache else ManifestClipDataset(
-        cfg.data.manifest, cfg.data.caption_field, cfg.data.num_frames, cfg.data.fps, cfg.data.size,
-        cfg.data.window_captions)
+    dataset = CachedDataset(cfg) if use_cache else manifest_dataset(cfg)
     if verbose:
-        log.info("data: %d samples (clips or their windows) from %s (%s, caption_field=%s)", len(dataset), cfg.data.manifest,
-                 "cached latents" if use_cache else "online decoding", cfg.data.caption_field)
+        log.info("data: %d samples (clips or their windows) from %s (%s, caption_field=%s)", len(dataset),
+                 cfg.data.manifest, "cached latents" if use_cache else "online decoding", cfg.data.caption_field)
+        if buckets.enabled(cfg):
+            log.info("buckets (every batch from one; batch %d x %d processes):\n%s", cfg.train.batch_size,
+                     world_size, buckets.summary([x["bucket"] for x in dataset.samples],
+                                                 cfg.train.batch_size * world_size))
     return dataset, use_cache
 
 
 def batches(dataset: Dataset, use_cache: bool, cfg: RunConfig, rank: int, world: int, step: int) -> Iterator[dict]:
     """This rank's endless batch stream, positioned at optimiser step ``step`` (exact resume)."""
-    sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, rank, world,
-                                    start_batch=step * cfg.train.grad_accum)
+    if buckets.enabled(cfg):
+        sampler = buckets.BucketBatchSampler([x["bucket"] for x in dataset.samples], cfg.train.batch_size,
+                                             cfg.train.seed, rank, world, start_batch=step * cfg.train.grad_accum)
+    else:
+        sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, rank, world,
+                                        start_batch=step * cfg.train.grad_accum)
     # own generator: creating the loader's iterator must not draw from the (restored) global RNG
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                         collate_fn=collate_cached if use_cache else collate_online,
