@@ -114,3 +114,20 @@ def test_a_mixed_set_trains_from_the_cache_and_samples_every_bucket_at_its_shape
     with open_video(out) as v:
         assert (v.info.width, v.info.height) == (44, 24)
     assert torch.is_tensor(next(iter(lat.values())))
+
+
+def test_a_bucketed_run_resumes_exactly_on_two_processes(mixed, tmp_path):
+    """2 ranks (gloo): 2 steps, stop, resume to 4 == 4 steps straight, with batches from three buckets."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "2", "--cpu",
+              "--main_process_port", "29531", "train_t2v.py", "--config", TINY]
+    weights = []
+    for name, parts in (("straight", [[]]), ("resumed", [["train.max_steps=2"], ["--resume", "latest"]])):
+        ov = tiny_overrides(mixed, tmp_path / name, **{"train.validation_prompts": "[]"}) + BUCKETS
+        for extra in parts:
+            r = subprocess.run([*launch, *ov, *extra], capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+            assert r.returncode == 0, r.stderr[-3000:]
+        weights.append(load_file(str(next((tmp_path / name / "run" / "pipeline" / "transformer").glob("*.safetensors")))))
+    assert "at step 2" in r.stderr and "batches/epoch" in r.stderr
+    a, b = weights
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max() for k in a) <= 1e-6
