@@ -3,7 +3,7 @@
     captioner run        (--videos DIR|LIST | --manifest IN.jsonl) --out OUT.jsonl --config YAML
                          [--mode diffsw|fast --engine local|ray --num-shards N --shard-id K --retry-errors] [key=value ...]
     captioner split      DIR|LIST --out SHOTS.jsonl [--min-duration 1 --max-duration 60 --detector content|adaptive]
-    captioner keyframes  VIDEO --out DIR [--interval 2 --threshold 0.93 --embedder pixels|clip --clip-path DIR]
+    captioner keyframes  VIDEO --out DIR [--interval 2 --threshold 0.93 --embedder pixels|clip --clip-path DIR --max-side PX]
     captioner filter     IN.jsonl --out OUT.jsonl [--threshold 0.95 --caption-field short]
     captioner import-sharegpt4video IN.jsonl --out OUT.jsonl [--video-root DIR]
     captioner export-sharegpt4video MANIFEST --out OUT.jsonl
@@ -74,7 +74,7 @@ def _keyframes(a: argparse.Namespace) -> int:
 
     embedder = build_embedder(a.embedder, path=a.clip_path, device=a.device)
     keyframes = extract_keyframes(a.video, interval=a.interval, threshold=a.threshold, embedder=embedder,
-                                  max_duration=a.max_duration, backend=a.backend)
+                                  max_duration=a.max_duration, backend=a.backend, max_side=a.max_side)
     print(json.dumps(save_keyframes(keyframes, a.out)))
     return 0
 
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedder", default="pixels", choices=["pixels", "clip"])
     s.add_argument("--clip-path", type=Path, default=None, help="CLIP vision model folder (--embedder clip)")
     s.add_argument("--max-duration", type=float, default=None, help="only the first S seconds")
+    s.add_argument("--max-side", type=int, default=None,
+                   help="decode the frames with the longer side at most PX (aspect kept; as keyframes.max_side)")
     s.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav"])
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=_keyframes)

@@ -20,6 +20,12 @@ class KeyframeConfig:
     clip_path: str | None = None  # a CLIP (vision) folder, for embedder: clip
     max_duration: float | None = None  # caption at most this many seconds of each clip
     device: str = "cpu"
+    # key-frames are decoded (resize at decode, aspect kept, never up) with the longer side at most this;
+    # backend.max_pixels, when set, bounds them too, so they come out at the size the VLM sees. None: no bound
+    max_side: int | None = None
+
+    def __post_init__(self):
+        _check_positive("keyframes.max_side", self.max_side)
 
 
 @dataclass
@@ -30,7 +36,14 @@ class BackendConfig:
     device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = 8
-    max_new_tokens: int = 256
+    max_new_tokens: int = 256  # an answer cut here is flagged: meta.truncated in the record
+    device_map: str | None = None  # None: the whole model on `device`; auto | balanced | sequential: accelerate
+    attn_implementation: str | None = None  # eager | sdpa | flash_attention_2 ...; None: transformers' default
+    trust_remote_code: bool = False  # run the checkpoint's own Python code (auto_map), e.g. InternVL
+    # hf and openai: each image is scaled down (aspect kept) to at most this many pixels before it is sent;
+    # Qwen2-VL-family processors also get it (and min_pixels) as their own pixel budget. None: as decoded
+    max_pixels: int | None = None
+    min_pixels: int | None = None  # hf, Qwen2-VL-family processors only: their lower bound
     # openai: any OpenAI-compatible chat-completions server (GPT-4o, vllm serve, SGLang)
     model: str | None = None
     base_url: str | None = None
@@ -39,6 +52,18 @@ class BackendConfig:
     max_retries: int = 5
     timeout: float = 60.0
     temperature: float = 0.0
+
+    def __post_init__(self):
+        for name in ("max_pixels", "min_pixels"):
+            _check_positive(f"backend.{name}", getattr(self, name))
+        if self.max_pixels and self.min_pixels and self.min_pixels > self.max_pixels:
+            raise ConfigError(f"backend.min_pixels ({self.min_pixels}) must not exceed backend.max_pixels "
+                              f"({self.max_pixels})")
+
+
+def _check_positive(name: str, v: int | None) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ConfigError(f"{name}: must be a whole number >= 1 or null, got {v!r}")
 
 
 @dataclass
@@ -113,9 +138,11 @@ def build_backend(cfg: BackendConfig):
         from captioner.backends.hf import HFBackend
 
         return HFBackend(cfg.path, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,
-                         batch_size=cfg.batch_size)
+                         batch_size=cfg.batch_size, attn_implementation=cfg.attn_implementation,
+                         trust_remote_code=cfg.trust_remote_code, device_map=cfg.device_map,
+                         max_pixels=cfg.max_pixels, min_pixels=cfg.min_pixels)
     from captioner.backends.openai_api import OpenAIBackend
 
     return OpenAIBackend(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
                          concurrency=cfg.concurrency, max_retries=cfg.max_retries, timeout=cfg.timeout,
-                         max_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+                         max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, max_pixels=cfg.max_pixels)

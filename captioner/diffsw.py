@@ -9,7 +9,12 @@ Fast mode instead sends every key-frame in one labelled grid image (one call) an
 Steps inside one clip are sequential, so throughput comes from a pool of ``active_clips`` clips:
 each round sends the next request of *every* active clip to the backend as one batch. Key-frames
 of the next clips are extracted by ``prefetch`` threads meanwhile. A clip whose video cannot be
-read, or whose request fails for good, becomes an error record; the others go on.
+read, or whose request fails for good, becomes an error record; the others go on. An answer the
+backend cut at its token limit is kept but flagged: the record's ``meta.truncated`` lists those
+steps (``detail@0.0``, ``diff@2.0``, ``summary``, ``short``, ``fast``, ``clip_summary@0.0-4.0``).
+
+Key-frames are decoded at the size the backend will see (``keyframes.max_side``, and
+``backend.max_pixels``): memory per clip follows that size, not the source resolution.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from captioner.backends.base import ChatRequest
+from captioner.backends.base import ChatRequest, is_truncated
 from captioner.config import CaptionerConfig
 from captioner.prompting import PromptSet, fmt_t
 from clipio.manifest import error_record, window_spans
@@ -60,6 +65,7 @@ class _Job:
     grid: tuple[np.ndarray, dict] | None = None
     windows: list[tuple[float, float]] = field(default_factory=list)  # training windows still to caption
     window_captions: list[str] | None = None
+    truncated: list[str] = field(default_factory=list)  # steps whose answer was cut at the token limit
 
     @property
     def duration(self) -> float:
@@ -92,7 +98,9 @@ def extract_job(task: ClipTask, cfg: CaptionerConfig, embedder) -> _Job:
     from captioner.keyframes import extract_keyframes
 
     kc, rc = cfg.keyframes, cfg.run
-    with open_video(task.path, backend=rc.video_backend, timeout=rc.decode_timeout) as reader:
+    # decoded at the size the backend sends (resize at decode): memory follows it, not the source
+    with open_video(task.path, backend=rc.video_backend, timeout=rc.decode_timeout, max_side=kc.max_side,
+                    max_pixels=cfg.backend.max_pixels) as reader:
         info = reader.info
         end = info.duration if task.end is None else min(task.end, info.duration)
         if kc.max_duration is not None:
@@ -178,6 +186,8 @@ class DiffSWCaptioner:
         if job.window_captions is not None:  # times from the record's start, like every time inside it
             rec["windows"] = [{"start": s, "end": e, "captions": {"dense": c}}
                               for (s, e), c in zip(job.windows, job.window_captions)]
+        if job.truncated:
+            meta["truncated"] = job.truncated
         return rec
 
     # --------------------------------------------------------------------- the pool
@@ -240,11 +250,23 @@ class DiffSWCaptioner:
                     reason = bad if isinstance(bad, Exception) else "the backend returned an empty answer"
                     yield error_record(job.task.id, job.task.video, _step_error(rs[0].task, reason),
                                        meta=job.task.meta)
-                elif self._apply(job, [str(a).strip() for a in got]):
-                    yield self._record(job)
                 else:
-                    still.append(job)
+                    job.truncated += [step_label(r) for r, a in zip(rs, got) if is_truncated(a)]
+                    if self._apply(job, [str(a).strip() for a in got]):
+                        yield self._record(job)
+                    else:
+                        still.append(job)
             active = still
+
+
+def step_label(request: ChatRequest) -> str:
+    """A request's step in a record: ``detail@0.0``, ``diff@2.0``, ``clip_summary@0.0-4.0``, ``summary``..."""
+    f = request.fields
+    if request.task in ("detail", "diff") and "t" in f:
+        return f"{request.task}@{fmt_t(f['t'])}"
+    if request.task == "clip_summary" and "start" in f:
+        return f"clip_summary@{fmt_t(f['start'])}-{fmt_t(f['end'])}"
+    return request.task
 
 
 def _step_error(task: str, reason: Exception | str) -> str:

@@ -81,8 +81,8 @@ class CLIPEmbedder:
     """CLS token of the last hidden state of a CLIP vision tower (as the official ShareGPT4Video
     code does with CLIP ViT-L/14-336), L2-normalised.
 
-    ``path`` is a Hugging Face folder holding a ``CLIPVisionModel`` or a full ``CLIPModel`` (its
-    vision tower is loaded; the text weights are skipped) and a ``CLIPImageProcessor``
+    ``path`` is a Hugging Face folder (or a hub id the Hub serves) holding a ``CLIPVisionModel`` or a
+    full ``CLIPModel`` (its vision tower is loaded; the text weights are skipped) and a ``CLIPImageProcessor``
     (``preprocessor_config.json``). The token is taken before ``post_layernorm``, i.e.
     ``hidden_states[-1][:, 0]`` — not the pooled output.
     """
@@ -91,10 +91,13 @@ class CLIPEmbedder:
         import torch
         from transformers import CLIPImageProcessor, CLIPVisionModel
 
-        path = Path(path)
-        if not (path / "config.json").is_file():
+        from captioner.checkpoints import locate_checkpoint
+
+        # a local folder, or a hub id the Hub (or its cache) serves; else one error naming the key and the download
+        path = locate_checkpoint(path, "keyframes.clip_path")
+        if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
             raise FileNotFoundError(f"CLIPEmbedder: {path} is not a Hugging Face model folder (no config.json)")
-        if not (path / "preprocessor_config.json").is_file():
+        if Path(path).is_dir() and not (Path(path) / "preprocessor_config.json").is_file():
             raise FileNotFoundError(
                 f"CLIPEmbedder: {path} has no preprocessor_config.json; save a CLIPImageProcessor there "
                 "(processor.save_pretrained(path))"

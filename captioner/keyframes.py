@@ -6,8 +6,10 @@ Candidates are taken every ``interval`` seconds; each is embedded (CLIP CLS toke
 last frame closes the list (rule in :func:`extract_keyframes`). Only candidate frames are decoded,
 by seeking, ``batch`` at a time; only kept frames stay in memory.
 
-Unlike the official scripts, timestamps are the real times of the decoded frames (not
-``index x 2 s``) and key-frames come out in time order (no string sort of ``frame_10.00``).
+Unlike the official scripts, timestamps are the real times of the decoded frames (their
+presentation times, so variable-frame-rate files too; not ``index x 2 s``) and key-frames come out in
+time order (no string sort of ``frame_10.00``). ``max_side`` / ``max_pixels`` decode the frames at
+the size the VLM will see (resize at decode), so memory follows that size, not the source's.
 
     for kf in extract_keyframes("clip.mp4", interval=2.0, threshold=0.93):
         print(kf.t, kf.index, kf.similarity, kf.image.shape)
@@ -60,11 +62,9 @@ def candidate_indices(
     if max_duration is not None and not (math.isfinite(max_duration) and max_duration > 0):
         raise ValueError(f"max_duration {max_duration!r} must be a finite number of seconds > 0")
 
-    # 2. The window [start, stop) and its last frame: the largest index i with i / fps < stop
+    # 2. The window [start, stop) and its last frame: the largest index i with time_of(i) < stop
     stop = min(info.duration, end if end is not None else math.inf, start + (max_duration or math.inf))
-    x = stop * info.fps  # frames shown before `stop`, fractional; snap float noise (132.0000001 -> 132)
-    n_before = round(x) if abs(x - round(x)) < 1e-6 else math.ceil(x)
-    last = min(max(n_before - 1, reader.index_of(start)), info.num_frames - 1)
+    last = max(reader.last_index_before(stop), reader.index_of(start))
 
     # 3. Candidates every `interval` seconds, rounded to frames (reader.index_of), deduplicated
     n = max(math.ceil((stop - start) / interval - 1e-9), 1)  # times start + k·interval < stop
@@ -82,8 +82,13 @@ def extract_keyframes(
     end: float | None = None,
     batch: int = 8,
     backend: str = "auto",
+    max_side: int | None = None,
+    max_pixels: int | None = None,
 ) -> list[Keyframe]:
     """Key-frames of ``video`` (a path, or an open :class:`VideoReader` that is left open).
+
+    ``max_side`` / ``max_pixels`` bound the decoded size when ``video`` is a path (an open reader
+    decodes at the size it was opened with: ``open_video(path, max_side=...)``).
 
     Rule (in time order): the first candidate is kept; a later candidate is kept when
     ``cos(candidate, last kept) < threshold``. Then the clip's last frame (the final frame
@@ -104,7 +109,10 @@ def extract_keyframes(
         raise ValueError(f"batch {batch!r} must be an integer >= 1")
     embedder = embedder if embedder is not None else PixelEmbedder()
     owns = not isinstance(video, VideoReader)
-    reader = open_video(video, backend=backend) if owns else video
+    if not owns and (max_side is not None or max_pixels is not None):
+        raise ValueError("max_side/max_pixels apply when extract_keyframes opens the video; open the reader "
+                         "with open_video(path, max_side=..., max_pixels=...) instead")
+    reader = open_video(video, backend=backend, max_side=max_side, max_pixels=max_pixels) if owns else video
     with reader if owns else contextlib.nullcontext():
         # 2. Candidate frame indices and the clip's last frame
         candidates, last = candidate_indices(reader, interval, start, end, max_duration)

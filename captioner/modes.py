@@ -9,9 +9,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from captioner.backends.base import is_truncated
 from captioner.prompting import PromptSet
+
+log = logging.getLogger(__name__)
 
 
 def _answers(backend, requests) -> list[str]:
@@ -19,6 +23,9 @@ def _answers(backend, requests) -> list[str]:
     for r, a in zip(requests, out):
         if isinstance(a, Exception):
             raise RuntimeError(f"{backend.name} backend failed on the {r.task} request: {a}") from a
+        if is_truncated(a):
+            log.warning("%s backend: the %s answer was cut at its token limit (backend.max_new_tokens); "
+                        "it ends mid-caption", backend.name, r.task)
     return [str(a).strip() for a in out]
 
 

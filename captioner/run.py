@@ -39,6 +39,7 @@ class RunSummary:
     skipped: int  # already in the output (resume)
     seconds: float
     retried: int = 0  # error records captioned again (--retry-errors)
+    truncated: int = 0  # ok records with an answer cut at the token limit (their meta.truncated)
 
     @property
     def clips_per_s(self) -> float:
@@ -46,7 +47,8 @@ class RunSummary:
 
     def __str__(self) -> str:
         retried = f" ({self.retried} of them retried errors)" if self.retried else ""
-        return (f"{self.ok} ok, {self.error} error{retried}, {self.skipped} skipped (already in {self.out}) of "
+        cut = f" ({self.truncated} with answers cut at max_new_tokens: meta.truncated)" if self.truncated else ""
+        return (f"{self.ok} ok{cut}, {self.error} error{retried}, {self.skipped} skipped (already in {self.out}) of "
                 f"{self.total} clips in {self.seconds:.1f} s ({self.clips_per_s:.2f} clips/s)")
 
 
@@ -104,7 +106,7 @@ def run_captioner(cfg: CaptionerConfig, tasks: Iterable[ClipTask], out: str | Pa
     out = Path(out)
     tasks = list(tasks)
     t0 = time.time()
-    ok = err = 0
+    ok = err = cut = 0
     with ManifestWriter(out) as w:
         retry = {t.id for t in tasks if t.id in w.error_ids} if retry_errors else set()
         todo = [t for t in tasks if t.id not in w.done_ids or t.id in retry]
@@ -125,12 +127,16 @@ def run_captioner(cfg: CaptionerConfig, tasks: Iterable[ClipTask], out: str | Pa
             w.write(rec)
             if rec["status"] == "ok":
                 ok += 1
+                if (rec.get("meta") or {}).get("truncated"):
+                    cut += 1
+                    log.warning("%s: answers cut at the backend's token limit (backend.max_new_tokens), kept and "
+                                "flagged in meta.truncated: %s", rec["id"], ", ".join(rec["meta"]["truncated"]))
             else:
                 err += 1
                 log.warning("%s: %s", rec["id"], rec["error"])
             bar.update(1)
             bar.set_postfix(ok=ok, error=err)
         bar.close()
-    summary = RunSummary(str(out), len(tasks), ok, err, skipped, round(time.time() - t0, 2), len(retry))
+    summary = RunSummary(str(out), len(tasks), ok, err, skipped, round(time.time() - t0, 2), len(retry), cut)
     log.info("summary: %s", asdict(summary))
     return summary

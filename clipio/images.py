@@ -1,7 +1,9 @@
-"""Contact sheets: a grid of frames with labels, saved as PNG — for looking at clips, not reading floats."""
+"""Contact sheets: a grid of frames with labels, saved as PNG — for looking at clips, not reading floats.
+And :func:`fit_within`, the one rule for "no larger than" image sizes (video decode, VLM inputs)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -67,3 +69,28 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return path
+
+
+def fit_within(width: int, height: int, max_side: int | None = None,
+               max_pixels: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` scaled down, aspect ratio kept, so that the longer side is at most ``max_side``
+    and ``width * height`` at most ``max_pixels`` (each bound optional); never scaled up.
+
+    ``fit_within(1280, 720, max_side=320) == (320, 180)``; ``fit_within(1280, 720, max_pixels=230400) == (640, 360)``.
+    """
+    for name, v in (("max_side", max_side), ("max_pixels", max_pixels)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    s = 1.0
+    if max_side is not None:
+        s = min(s, max_side / max(width, height))
+    if max_pixels is not None:
+        s = min(s, math.sqrt(max_pixels / (width * height)))
+    if s >= 1.0:
+        return width, height
+    w, h = max(1, math.floor(width * s + 1e-9)), max(1, math.floor(height * s + 1e-9))
+    while max_pixels is not None and w * h > max_pixels:  # float noise at the bound
+        w, h = (w - 1, h) if w >= h else (w, h - 1)
+    return w, h

@@ -130,3 +130,101 @@ def test_bad_arguments_name_the_problem(tiny_path, tmp_path):
                                  num_attention_heads=2, num_key_value_heads=2)).save_pretrained(lm_dir)
     with pytest.raises(ValueError, match="LlamaConfig.*not a vision-language model"):
         HFBackend(str(lm_dir))
+
+
+# ---------------------------------------------------------------- config keys, image size, truncation
+
+
+def test_config_keys_reach_from_pretrained_and_the_processor(tiny_path, monkeypatch):
+    import transformers
+    from PIL import Image
+
+    from captioner.config import build_backend, load_captioner_config
+
+    calls: dict[str, list[dict]] = {}
+    for name in ("AutoConfig", "AutoProcessor", "AutoModelForImageTextToText"):
+        cls = getattr(transformers, name)
+
+        def spy(*args, _orig=cls.from_pretrained, _name=name, **kwargs):
+            calls.setdefault(_name, []).append(kwargs)
+            return _orig(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    cfg = load_captioner_config(None, ["backend.kind=hf", f"backend.path={tiny_path}", "backend.dtype=bfloat16",
+                                       "backend.device_map=auto", "backend.attn_implementation=eager",
+                                       "backend.trust_remote_code=true", "backend.max_pixels=600",
+                                       "backend.max_new_tokens=2"])
+    backend = build_backend(cfg.backend)
+    model_kw = calls["AutoModelForImageTextToText"][-1]
+    assert model_kw["dtype"] == torch.bfloat16 and model_kw["device_map"] == "auto"
+    assert model_kw["attn_implementation"] == "eager" and model_kw["trust_remote_code"] is True
+    assert all(kw["trust_remote_code"] is True for kw in calls["AutoConfig"] + calls["AutoProcessor"])
+    assert backend.model.dtype == torch.bfloat16 and backend.model.config._attn_implementation == "eager"
+
+    # max_pixels: every image reaches the processor scaled down to at most 600 pixels, aspect kept
+    seen: list[tuple[int, int]] = []
+    proc_call = type(backend.processor).__call__
+
+    def spy_call(self, *args, images=None, **kwargs):
+        seen.extend(im.size for ims in images or [] for im in ims)
+        return proc_call(self, *args, images=images, **kwargs)
+
+    monkeypatch.setattr(type(backend.processor), "__call__", spy_call)
+    im = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)  # 5400 pixels
+    (answer,) = backend.generate([user_request([im, "Describe the image."])])
+    assert isinstance(answer, str) and seen == [(30, 20)]
+    small = backend.prepare_image(im[:10, :20])
+    assert isinstance(small, Image.Image) and small.size == (20, 10)  # never scaled up
+
+
+def test_pixel_budget_processors_are_loaded_with_max_and_min_pixels(tiny_path, tmp_path, caplog):
+    from PIL import Image
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from captioner.backends.hf import has_pixel_budget, load_processor
+
+    # Qwen2-VL's image processor (the PIL one: no torchvision here), saved as a checkpoint folder saves it
+    Qwen2VLImageProcessorPil().save_pretrained(tmp_path)
+    proc = load_processor(str(tmp_path), max_pixels=200704, min_pixels=3136)
+    assert has_pixel_budget(proc) and (proc.size.longest_edge, proc.size.shortest_edge) == (200704, 3136)
+    t, h, w = proc(images=[Image.new("RGB", (1280, 720))], return_tensors="pt")["image_grid_thw"][0].tolist()
+    assert h * w * 14 * 14 <= 200704 < 1280 * 720  # the bound decides the visual tokens
+    assert load_processor(str(tmp_path)).size.longest_edge == 28 * 28 * 1280  # without them: its own default
+    # LLaVA's CLIP processor has no pixel budget: max_pixels is the backend's own resize, min_pixels is ignored
+    assert not has_pixel_budget(load_processor(tiny_path).image_processor)
+    with caplog.at_level("WARNING", logger="captioner.backends.hf"):
+        load_processor(tiny_path, min_pixels=64)
+    assert "backend.min_pixels=64 is ignored" in caplog.text
+
+
+def test_answers_cut_at_max_new_tokens_are_flagged(backend, tiny_path, monkeypatch):
+    from captioner.backends.base import Answer, is_truncated
+
+    reqs = [mixed_requests()[i] for i in (0, 2)]
+    long = backend.generate_ids(reqs)  # 8 tokens each, no EOS among them (see the test above)
+    short = HFBackend(tiny_path, max_new_tokens=3).generate(reqs)
+    assert all(isinstance(a, Answer) and a.truncated for a in short)
+    # make the first request's 3rd token an EOS: it now ends there, the other still runs to the limit
+    eos = long[0][2]
+    assert eos not in long[1]
+    monkeypatch.setattr(backend.model.generation_config, "eos_token_id", eos)
+    ids, cut = backend.generate_ids_and_stops(reqs)
+    assert cut == [False, True] and len(ids[0]) == 3 and ids[1] == long[1]
+    complete, cut_off = backend.generate(reqs)
+    assert not is_truncated(complete) and is_truncated(cut_off)
+    assert not is_truncated("a plain string") and repr(Answer("x", True)) == "Answer('x', truncated=True)"
+
+
+def test_missing_checkpoint_and_bad_attention_name_the_key(tiny_path, tmp_path, monkeypatch):
+    from captioner.checkpoints import CheckpointNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    # the path is checked before the device: the first thing to fix is the missing download
+    with pytest.raises(CheckpointNotFoundError, match=r"backend.path='ckpts/qwen2.5-vl-7b' is not a local model "
+                                                      r"folder.*\n    hf download Qwen/Qwen2.5-VL-7B-Instruct "
+                                                      r"--local-dir ckpts/qwen2.5-vl-7b"):
+        HFBackend("ckpts/qwen2.5-vl-7b", device="cuda")
+    with pytest.raises(ValueError, match="backend.attn_implementation='nope' cannot be used"):
+        HFBackend(tiny_path, attn_implementation="nope")
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+        HFBackend(tiny_path, max_pixels=0)

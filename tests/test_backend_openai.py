@@ -2,7 +2,8 @@
 
 The server answers ``POST /v1/chat/completions`` like vLLM, echoing the request's text so that order can
 be checked. A test scripts faults per prompt text: ``server.faults["p"] = ["500", "ok"]`` makes the first
-call whose user text is ``p`` fail with HTTP 500 and the second succeed; calls past the script succeed.
+call whose user text is ``p`` fail with HTTP 500 and the second succeed; calls past the script get
+``server.default`` ("ok": they succeed).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class FakeServer:
         self.calls: list[dict] = []  # {"headers": {lowercase name: value}, "body": {...}}
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.delay = 0.0  # seconds every answer takes
+        self.default = "ok"  # the fault of calls past their script
         self.in_flight = 0
         self.max_in_flight = 0
         self.url = ""
@@ -69,7 +71,7 @@ def _make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.calls.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
                 script = state.faults.get(text)
-                fault = script.popleft() if script else "ok"
+                fault = script.popleft() if script else state.default
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
             try:
@@ -102,19 +104,21 @@ def _make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, json.dumps(_completion(body, None)).encode())
             if fault == "html":
                 return self._send(200, b"<html>502 Bad Gateway</html>", {"Content-Type": "text/html"})
-            assert fault in ("ok", "slow", "late"), fault
+            assert fault in ("ok", "slow", "late", "length"), fault
             n_images = sum(p["type"] == "image_url" for m in body["messages"]
                            if isinstance(m["content"], list) for p in m["content"])
-            self._send(200, json.dumps(_completion(body, f"echo: {text} [{n_images} images]")).encode())
+            # "length": the answer ran into max_tokens, as vLLM reports it
+            finish = "length" if fault == "length" else "stop"
+            self._send(200, json.dumps(_completion(body, f"echo: {text} [{n_images} images]", finish)).encode())
 
     return Handler
 
 
-def _completion(body: dict, content: str | None) -> dict:
+def _completion(body: dict, content: str | None, finish_reason: str = "stop") -> dict:
     """A chat completion as vLLM's OpenAI server writes it."""
     return {"id": "chatcmpl-abc", "object": "chat.completion", "created": 1700000000, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "tool_calls": []},
-                         "logprobs": None, "finish_reason": "stop", "stop_reason": None}],
+                         "logprobs": None, "finish_reason": finish_reason, "stop_reason": None}],
             "usage": {"prompt_tokens": 10, "total_tokens": 12, "completion_tokens": 2}, "prompt_logprobs": None}
 
 
@@ -293,3 +297,44 @@ def test_bad_arguments_name_themselves(monkeypatch, kw, name):
     with pytest.raises(ValueError, match=name) as info:
         OpenAIBackend(**kw)
     assert repr(kw[name]) in str(info.value)
+
+
+def test_finish_reason_length_is_flagged(server, make_backend, caplog):
+    from captioner.backends.base import Answer, is_truncated
+
+    server.faults["cut"].append("length")
+    with caplog.at_level(logging.WARNING, logger="captioner.backends.openai"):
+        whole, cut = make_backend(max_tokens=5).generate([_req("whole"), _req("cut")])
+    assert whole == "echo: whole [0 images]" and not is_truncated(whole)
+    assert isinstance(cut, Answer) and cut.truncated and cut == "echo: cut [0 images]"  # kept, flagged
+    assert "cut at max_tokens=5" in caplog.text
+
+
+def test_max_pixels_bounds_the_uploaded_images(server, make_backend):
+    img = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)  # 1200 pixels
+    make_backend(max_pixels=300).generate([user_request([img, "what is this"])])
+    make_backend().generate([user_request([img, "what is this"])])
+    sizes = [Image.open(io.BytesIO(base64.b64decode(c["body"]["messages"][-1]["content"][0]["image_url"]["url"]
+                                                    .split(",", 1)[1]))).size for c in server.calls]
+    assert sizes == [(20, 15), (40, 30)]  # aspect kept; without max_pixels as given
+
+
+def test_truncated_answers_are_flagged_in_the_records_and_counted(server, make_backend, tmp_path):
+    """DiffSW over the openai backend: every step's answer comes back cut ("length") -> meta.truncated."""
+    from captioner.config import load_captioner_config
+    from captioner.prompting import fmt_t
+    from captioner.run import run_captioner, tasks_from_manifest
+    from synthworld.dataset import write_synth_dataset
+
+    manifest = write_synth_dataset(tmp_path / "syn", 2, seed=3, size=32, fps=4, seconds=2, progress=False).manifest
+    cfg = load_captioner_config(None, ["backend.kind=openai", "backend.model=qwen-vl", "keyframes.interval=1.0",
+                                       "keyframes.threshold=1.0"])
+    out = tmp_path / "captions.jsonl"
+    server.default = "length"
+    s = run_captioner(cfg, tasks_from_manifest(manifest, out)[:1], out, backend=make_backend(), progress=False)
+    (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rec["status"] == "ok" and rec["captions"]["dense"].startswith("echo: ")  # kept, not an error
+    times = [k["t"] for k in rec["keyframes"]]
+    assert len(times) == 3 and rec["meta"]["truncated"] == ["detail@0.0", *[f"diff@{fmt_t(t)}" for t in times[1:]],
+                                                             "summary", "short"]
+    assert (s.ok, s.truncated) == (1, 1) and "1 with answers cut at max_new_tokens" in str(s)

@@ -238,3 +238,36 @@ def test_tiny_local_vlm_captions_through_the_runner(synth, tmp_path):
     for r in read_manifest(out):
         assert r["captions"]["dense"] and r["captions"]["short"] and len(r["keyframes"]) >= 2
         assert all(k["caption"] for k in r["keyframes"])
+        # 6 new tokens: the random model never reaches EOS, so every step was cut, kept and flagged
+        steps = ["detail@0.0"] + [f"diff@{fmt_t(k['t'])}" for k in r["keyframes"][1:]] + ["summary", "short"]
+        assert r["meta"]["truncated"] == steps
+    assert s.truncated == 3
+
+
+class Cutting(Recording):
+    """The oracle, with the answers of chosen steps marked as cut at the token limit."""
+
+    def __init__(self, inner, cut):
+        super().__init__(inner)
+        self.cut = cut
+
+    def generate(self, requests):
+        from captioner.backends.base import Answer
+        from captioner.diffsw import step_label
+
+        out = super().generate(requests)
+        return [Answer(a, truncated=True) if step_label(r) in self.cut else a for r, a in zip(requests, out)]
+
+
+def test_truncated_steps_are_flagged_not_errors(synth, tmp_path):
+    cfg = load_captioner_config(ORACLE, ["run.window_seconds=2.0"])
+    tasks = tasks_from_manifest(synth, tmp_path / "x.jsonl")[:2]
+    cut = {"diff@0.5", "summary", "clip_summary@0.0-2.0"}
+    recs = list(DiffSWCaptioner(cfg, Cutting(OracleBackend(), cut)).caption(tasks))
+    assert [r["status"] for r in recs] == ["ok", "ok"]
+    for r in recs:
+        assert r["meta"]["truncated"] == ["diff@0.5", "summary", "clip_summary@0.0-2.0"]
+        assert r["captions"]["dense"] and len(r["windows"]) == 2  # the window captions are still made
+    # an oracle run flags nothing: its records are as before (no meta.truncated)
+    plain = list(DiffSWCaptioner(cfg, OracleBackend()).caption(tasks[:1]))
+    assert "truncated" not in plain[0]["meta"]

@@ -57,7 +57,7 @@ def embedder() -> TextEmbedder:
     return TextEmbedder("minilm", batch_size=2)  # batch 2: several batches of different padding
 
 
-def test_minilm_cls_ranks_paraphrase_above_unrelated(embedder):
+def test_minilm_ranks_paraphrase_above_unrelated(embedder):
     emb = embedder([NEAR_A, NEAR_B, *UNRELATED])
     assert emb.shape == (5, 384) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
@@ -89,7 +89,7 @@ def test_filter_manifest_drops_near_duplicate(tmp_path, embedder):
     _write_manifest(src, shorts)
     out = tmp_path / "kept.jsonl"
     summary = filter_manifest(src, out, threshold=threshold, embedder=embedder)
-    assert summary == {"input": 6, "kept": 4, "dropped_similar": 1, "errors": 1}
+    assert summary == {"input": 6, "kept": 4, "dropped_similar": 1, "errors": 1, "truncated": 0}
     kept = read_manifest(out, strict=True)
     assert [r["id"] for r in kept] == ["c0", "c1", "c3", "c4"]  # the later paraphrase c2 is dropped
     originals = {r["id"]: r for r in read_manifest(src)}
@@ -116,10 +116,64 @@ def test_filter_cli_rebases_video_paths(tmp_path, capsys):
     out = tmp_path / "sub" / "kept.jsonl"
     assert main(["filter", str(src), "--out", str(out), "--threshold", "0.95"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary == {"input": 3, "kept": 2, "dropped_similar": 1, "errors": 0}
+    assert summary == {"input": 3, "kept": 2, "dropped_similar": 1, "errors": 0, "truncated": 0}
     kept = read_manifest(out)
     assert [r["id"] for r in kept] == ["c0", "c2"]
     assert resolve_video(out, kept[1]).resolve() == resolve_video(src, read_manifest(src)[2]).resolve()
+
+
+def test_minilm_pools_as_trained_mean_over_the_mask(embedder):
+    """MiniLM's sentence-transformers config says mean pooling; a folder without one gets BERT's CLS."""
+    import torch
+
+    assert embedder.pooling == "mean" and embedder.max_length == 256  # 1_Pooling/config.json, sentence_bert_config
+    texts = [NEAR_A, UNRELATED[1]]  # different lengths: the short one is padded in the batch
+    batch = embedder.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        h = embedder.model(**batch).last_hidden_state  # (2, L, 384)
+    m = batch["attention_mask"].unsqueeze(-1).float()
+    mean = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1).numpy()
+    cls = torch.nn.functional.normalize(h[:, 0], dim=-1).numpy()
+    got = embedder(texts)
+    np.testing.assert_allclose(got, mean, atol=1e-5)
+    assert np.abs(got - cls).max() > 0.1  # the two poolings differ: the check above has teeth
+
+
+def test_pooling_is_read_from_the_model_folder(tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from captioner.filter import model_pooling, resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    folder = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    assert model_pooling(folder) == "cls"  # a plain encoder: CLS, as the paper does with BERT
+    plain = TextEmbedder(str(folder))
+    assert (plain.pooling, plain.max_length) == ("cls", 64)  # capped by its position embeddings
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "pool", "type": "sentence_transformers.models.Pooling"}]))
+    (folder / "pool").mkdir()
+    (folder / "pool" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": False,
+                                                             "pooling_mode_max_tokens": True}))
+    assert model_pooling(folder) == "max"
+    maxed = TextEmbedder(str(folder))
+    assert maxed.pooling == "max" and maxed(["a red circle", "a blue square moves left"]).shape == (2, 16)
+    (folder / "pool" / "config.json").write_text(json.dumps({"pooling_mode_weightedmean_tokens": True}))
+    with pytest.raises(ValueError, match="pooling_mode_weightedmean_tokens"):
+        model_pooling(folder)
+
+
+def test_captions_cut_at_the_model_length_are_logged_and_counted(tmp_path, embedder, caplog):
+    long = " ".join(["a red circle moves left and then a blue square jumps"] * 30)  # ~330 tokens > 256
+    src = tmp_path / "m.jsonl"
+    _write_manifest(src, [NEAR_A, long, UNRELATED[1]], n_errors=0)
+    with caplog.at_level("WARNING", logger="captioner.filter"):
+        summary = filter_manifest(src, tmp_path / "kept.jsonl", threshold=0.99, embedder=embedder)
+    assert summary["truncated"] == 1 and embedder.last_truncated == [1]
+    assert "1 of 3 captions are longer than the model's 256 tokens" in caplog.text and "'c1'" in caplog.text
 
 
 # ---------------------------------------------------------------- ShareGPT4Video 40K

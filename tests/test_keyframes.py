@@ -193,3 +193,71 @@ def test_clip_embedder_loads_the_vision_tower_of_a_full_clip_model(tmp_path, sam
     with torch.no_grad():
         cls = full.vision_model(**proc(images=list(frames), return_tensors="pt")).last_hidden_state[:, 0].numpy()
     assert np.allclose(e, cls / np.linalg.norm(cls, axis=1, keepdims=True), atol=1e-5)
+
+
+# ---------------------------------------------------------------- decode size, variable frame rate
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_keyframes_are_decoded_at_the_size_the_backend_sees(sample_videos, backend):
+    from captioner.config import load_captioner_config
+    from captioner.diffsw import ClipTask, extract_job
+    from captioner.embed import PixelEmbedder
+
+    video = sample_videos["bigbuckbunny.mp4"]  # 1280 x 720
+    task = ClipTask("bbb", video, "bbb.mp4")
+    base = ["keyframes.interval=0.5", "keyframes.threshold=1.0", "keyframes.max_duration=1.0",
+            f"run.video_backend={backend}"]
+    for overrides, shape in [(["keyframes.max_side=320"], (180, 320, 3)),
+                             # derived from the backend's pixel budget: 640 x 360 = 230400 pixels
+                             (["backend.kind=openai", "backend.model=m", "backend.max_pixels=230400"], (360, 640, 3)),
+                             (["keyframes.max_side=320", "backend.max_pixels=230400"], (180, 320, 3)),
+                             ([], (720, 1280, 3))]:
+        job = extract_job(task, load_captioner_config(None, base + overrides), PixelEmbedder())
+        assert len(job.images) == 3 and {im.shape for im in job.images} == {shape}, overrides
+        assert (job.info["width"], job.info["height"]) == (shape[1], shape[0])
+    # the same bound when extract_keyframes opens the file itself
+    kfs = extract_keyframes(video, interval=0.5, max_duration=1.0, max_side=320, backend=backend)
+    assert {kf.image.shape for kf in kfs} == {(180, 320, 3)}
+    with open_video(video) as v, pytest.raises(ValueError, match="open the reader with open_video"):
+        extract_keyframes(v, max_side=320)
+
+
+def test_oracle_preset_keyframes_are_unchanged(tmp_path):
+    """synthworld's 64 px clips: the oracle preset sets no bound, and a bound never scales up."""
+    from captioner.config import load_captioner_config
+    from captioner.diffsw import ClipTask, extract_job
+    from captioner.embed import PixelEmbedder
+
+    frames = np.stack([_scene(k % 3) for k in range(16)])
+    path = write_mp4(tmp_path / "syn.mp4", frames, fps=8)
+    cfg = load_captioner_config("oracle")
+    assert cfg.keyframes.max_side is None and cfg.backend.max_pixels is None
+    for overrides in ([], ["keyframes.max_side=448"]):
+        job = extract_job(ClipTask("c", path, "syn.mp4"), load_captioner_config("oracle", overrides), PixelEmbedder())
+        assert {im.shape for im in job.images} == {(64, 64, 3)} and job.times[:3] == [0.0, 0.25, 0.5]
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_keyframe_times_of_a_variable_frame_rate_video_are_its_pts(tmp_path, backend):
+    from vfr_video import VFR_PTS_MS, vfr_grey, write_vfr_mp4
+
+    path = write_vfr_mp4(tmp_path / "vfr.mp4")
+    kfs = extract_keyframes(path, interval=0.25, threshold=1.0, backend=backend)
+    pts = [p / 1000 for p in VFR_PTS_MS]
+    # candidates at 0, 0.25, ... 2.75 s land on the nearest shown frames; the last frame (2.5 s) closes the list
+    assert [kf.index for kf in kfs] == [0, 3, 4, 5, 7, 8, 9]
+    assert [kf.t for kf in kfs] == pytest.approx([pts[kf.index] for kf in kfs], abs=1e-6)  # the frames' real pts
+    assert [round(float(kf.image.mean())) for kf in kfs] == pytest.approx([vfr_grey(kf.index) for kf in kfs], abs=2)
+    with open_video(path, backend=backend) as v:
+        container_fps = float(v._b.fps)  # the container's average rate: 8.43 fps here
+    assert abs(kfs[3].t - 5 / container_fps) > 0.4  # what index / average fps would have said (0.59 s, not 1.0)
+
+
+def test_cli_max_side(tmp_path, sample_videos, capsys):
+    from PIL import Image
+
+    out = tmp_path / "kf"
+    assert captioner_main(["keyframes", str(sample_videos["bikes.mp4"]), "--out", str(out), "--interval", "5",
+                           "--max-side", "320"]) == 0
+    assert Image.open(out / "keyframe-000-0.00s.png").size == (320, 136)  # 640 x 272 halved

@@ -264,3 +264,51 @@ def test_writer_errors(tmp_path):
     with pytest.raises(ValueError, match="unsupported video suffix"):
         write_video(tmp_path / "x.avi", np.zeros((2, 32, 32, 3), np.uint8), fps=8)
     assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- variable frame rate
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_variable_frame_rate_times_are_the_frames_pts(tmp_path, backend):
+    from vfr_video import VFR_PTS_MS, vfr_grey, write_vfr_mp4
+
+    path = write_vfr_mp4(tmp_path / "vfr.mp4")
+    pts = [p / 1000 for p in VFR_PTS_MS]
+    with open_video(path, backend=backend) as v:
+        info = v.info
+        assert not info.constant_rate and info.num_frames == len(pts)
+        # the mean rate of the timestamps, not the container's average rate (8.43 fps here)
+        assert info.fps == pytest.approx((len(pts) - 1) / pts[-1])
+        assert [v.time_of(i) for i in range(info.num_frames)] == pytest.approx(pts, abs=1e-6)
+        frames = v.frames_at_indices([9, 5, 0, 3, 6])  # frame i is the i-th frame shown
+        assert [round(float(f.mean())) for f in frames] == pytest.approx([vfr_grey(k) for k in (9, 5, 0, 3, 6)],
+                                                                          abs=2)
+        # times -> frames: the nearest presentation time; "before t" is strict
+        assert [v.index_of(t) for t in (0.0, 0.3, 0.5, 1.0, 1.5, 2.4, 9.0)] == [0, 3, 4, 5, 8, 9, 9]
+        assert [v.last_index_before(t) for t in (0.0, 1.0, 1.01, 99.0)] == [0, 4, 5, 9]
+        got = v.frames_at([1.8])
+        assert round(float(got[0].mean())) == pytest.approx(vfr_grey(8), abs=2)
+        assert info.duration > pts[-1]  # the last frame lies inside the video
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_constant_rate_stays_index_over_fps(sample_videos, backend):
+    """A constant-rate file keeps the exact index / fps times (its pts agree within 1 ms)."""
+    with open_video(sample_videos["carphone_pristine.mp4"], backend=backend) as v:
+        assert v.info.constant_rate
+        assert v.time_of(119) == 119 / v.info.fps and v.index_of(2.0) == round(2.0 * v.info.fps)
+        assert v._b.times[119] == pytest.approx(119 * 1001 / 30000, abs=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_side_and_max_pixels_bound_the_decoded_size(sample_videos, backend):
+    path = sample_videos["bigbuckbunny.mp4"]  # 1280 x 720
+    with open_video(path, backend=backend, max_side=320) as v:
+        assert (v.info.width, v.info.height) == (320, 180) and v.frames_at([1.0]).shape == (1, 180, 320, 3)
+    with open_video(path, backend=backend, max_pixels=640 * 360) as v:
+        assert v.frames_at([1.0]).shape == (1, 360, 640, 3)
+    with open_video(sample_videos["carphone_pristine.mp4"], backend=backend, max_side=448) as v:
+        assert (v.info.width, v.info.height) == (176, 144)  # never scaled up
+    with pytest.raises(ValueError, match="not both"):
+        open_video(path, size=(64, 64), max_side=32)
+    with pytest.raises(ValueError, match="max_side must be a positive integer"):
+        open_video(path, max_side=0)

@@ -73,6 +73,28 @@ def user_request(parts: list[str | np.ndarray], system: str | None = None, task:
     return ChatRequest(messages, task=task, fields=fields)
 
 
+class Answer(str):
+    """A backend's text answer; ``truncated`` is True when generation stopped at the token limit
+    (``max_new_tokens`` / ``max_tokens``) instead of ending the answer itself (EOS, ``finish_reason
+    "stop"``). A ``str`` in every other respect, so callers that only want the text need not care.
+    Note that ``str`` methods (``strip``...) return plain strings: read the flag first (:func:`is_truncated`)."""
+
+    truncated: bool
+
+    def __new__(cls, text: str, truncated: bool = False) -> Answer:
+        obj = super().__new__(cls, text)
+        obj.truncated = bool(truncated)
+        return obj
+
+    def __repr__(self) -> str:
+        return f"Answer({str.__repr__(self)}, truncated={self.truncated})"
+
+
+def is_truncated(answer: object) -> bool:
+    """True for an :class:`Answer` cut at the token limit (a plain ``str`` is a complete answer)."""
+    return bool(getattr(answer, "truncated", False))
+
+
 class BackendError(RuntimeError):
     """A request that failed for good (after the backend's own retries); names the request and why."""
 
@@ -81,6 +103,8 @@ class BackendError(RuntimeError):
 class VLMBackend(Protocol):
     """``generate(requests) -> texts``: one answer per request, in order.
 
+    An answer is a ``str``; a backend that knows it cut an answer at its token limit returns an
+    :class:`Answer` with ``truncated=True`` (the captioner flags it in the record's ``meta.truncated``).
     Raise :class:`BackendError` for the batch, or return an ``Exception`` instance in place of a
     text to fail one request while the others succeed (the captioner turns it into an error
     record for that clip and goes on).

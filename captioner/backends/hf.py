@@ -17,6 +17,12 @@ the Qwen2-VL-family processors need ``torchvision`` (their video processor impor
 torchvision build that matches your torch on the GPU machines (``pip install torchvision``). Without
 it ``AutoProcessor`` fails and this backend says so. Recommended there: ``device="cuda"``,
 ``dtype="bfloat16"``, ``attn_implementation="flash_attention_2"`` (or ``"sdpa"``).
+
+Image size: ``max_pixels`` scales every image down (aspect kept, never up) before the processor sees
+it, for any model; processors with their own pixel budget (the Qwen2-VL family's ``min_pixels`` /
+``max_pixels``, which decide how many visual tokens an image costs) are loaded with the same bound.
+Truncation: an answer that ran into ``max_new_tokens`` without an EOS comes back as an
+:class:`~captioner.backends.base.Answer` with ``truncated=True``.
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from captioner.backends.base import BackendError, ChatRequest
+from captioner.backends.base import Answer, BackendError, ChatRequest
+from captioner.checkpoints import locate_checkpoint
+from clipio.images import fit_within
 
 logger = logging.getLogger(__name__)
 
 DTYPES: dict[str, torch.dtype | str] = {
     "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto",
 }
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's placement strategies
 
 
 class HFBackend:
@@ -44,20 +53,27 @@ class HFBackend:
 
     def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", max_new_tokens: int = 256,
                  batch_size: int = 8, do_sample: bool = False, attn_implementation: str | None = None,
-                 trust_remote_code: bool = False) -> None:
-        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+                 trust_remote_code: bool = False, device_map: str | None = None, max_pixels: int | None = None,
+                 min_pixels: int | None = None) -> None:
+        from transformers import AutoConfig, AutoModelForImageTextToText
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
-        # 1. Check arguments.
+        # 1. Check arguments: where the model is first (a missing checkpoint is the usual first error).
+        path = locate_checkpoint(path, "backend.path")
         if dtype not in DTYPES:
             raise ValueError(f"HFBackend dtype={dtype!r} is not supported: use one of {sorted(DTYPES)}")
-        device_map = _check_device(device)
+        if device_map is None:
+            device_map = _check_device(device)
+        elif device_map not in DEVICE_MAPS:
+            device_map = _check_device(device_map)
         if max_new_tokens < 1:
             raise ValueError(f"HFBackend max_new_tokens={max_new_tokens} must be >= 1")
         if batch_size < 1:
             raise ValueError(f"HFBackend batch_size={batch_size} must be >= 1")
-        self.path, self.device, self.dtype = path, device, dtype
+        fit_within(1, 1, max_pixels=max_pixels)  # checks it
+        self.path, self.device, self.dtype, self.device_map = path, device, dtype, device_map
         self.max_new_tokens, self.batch_size, self.do_sample = max_new_tokens, batch_size, do_sample
+        self.max_pixels, self.min_pixels = max_pixels, min_pixels
 
         # 2. Is it a vision-language model? Decide from the config before loading any weight.
         try:
@@ -71,13 +87,8 @@ class HFBackend:
                 f"{getattr(config, 'model_type', None)!r}), not a vision-language model: "
                 "AutoModelForImageTextToText cannot load it; point it at a VLM folder such as Qwen2.5-VL")
 
-        # 3. Processor: the model's chat template; left padding for generation.
-        try:
-            self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-        except (ImportError, OSError, ValueError) as e:
-            hint = " (Qwen2-VL-family processors need torchvision: pip install torchvision)" \
-                if "torchvision" in str(e).lower() else ""
-            raise ValueError(f"HFBackend path={path!r}: cannot build its processor{hint}: {e}") from e
+        # 3. Processor: the model's chat template, its pixel budget; left padding for generation.
+        self.processor = load_processor(path, trust_remote_code, max_pixels, min_pixels)
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None or not hasattr(self.processor, "image_processor"):
             raise ValueError(f"HFBackend path={path!r}: AutoProcessor gave {type(self.processor).__name__}, "
@@ -95,7 +106,14 @@ class HFBackend:
                                   "trust_remote_code": trust_remote_code}
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
-        self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).eval()
+        try:
+            self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).eval()
+        except (ImportError, ValueError) as e:
+            if attn_implementation is None or not (attn_implementation in str(e) or "ttention" in str(e)):
+                raise
+            raise ValueError(f"backend.attn_implementation={attn_implementation!r} cannot be used with {path}: "
+                             f"{e} (flash_attention_2 needs a CUDA GPU and `pip install flash-attn`; "
+                             "'sdpa' and 'eager' work everywhere)") from e
 
     # -- the VLMBackend interface ------------------------------------------------------------------
 
@@ -105,7 +123,7 @@ class HFBackend:
         for idx in self._batches(requests):
             batch = [requests[i] for i in idx]
             try:
-                texts: list[str | Exception] = list(self._decode(self.generate_ids(batch)))
+                texts: list[str | Exception] = list(self._answers(batch))
             except Exception as e:  # a failed batch is retried request by request
                 if len(batch) == 1:
                     texts = [_error(idx[0], batch[0], e)]
@@ -125,7 +143,7 @@ class HFBackend:
         """Model inputs for a batch (``BatchFeature`` on the model's device), left-padded."""
         prompts = [self.processor.apply_chat_template(to_hf_messages(r), add_generation_prompt=True,
                                                       tokenize=False) for r in requests]
-        images = [[Image.fromarray(np.ascontiguousarray(im)) for im in r.images] for r in requests]
+        images = [[self.prepare_image(im) for im in r.images] for r in requests]
         n_with_images = sum(bool(ims) for ims in images)
         if 0 < n_with_images < len(requests):
             raise ValueError("HFBackend.encode: a batch must be all text-only or all with images")
@@ -138,24 +156,43 @@ class HFBackend:
                                 return_tensors="pt")
         return inputs.to(self.model.device, dtype=self.model.dtype)
 
-    @torch.inference_mode()
+    def prepare_image(self, image: np.ndarray) -> Image.Image:
+        """An image as the processor gets it: PIL, scaled down to at most ``max_pixels`` (aspect kept)."""
+        pil = Image.fromarray(np.ascontiguousarray(image))
+        size = fit_within(pil.width, pil.height, max_pixels=self.max_pixels)
+        return pil if size == pil.size else pil.resize(size, Image.Resampling.BICUBIC)
+
     def generate_ids(self, requests: list[ChatRequest], max_new_tokens: int | None = None) -> list[list[int]]:
         """New token ids per request for one batch (no splitting, no error handling)."""
+        return self.generate_ids_and_stops(requests, max_new_tokens)[0]
+
+    @torch.inference_mode()
+    def generate_ids_and_stops(self, requests: list[ChatRequest],
+                               max_new_tokens: int | None = None) -> tuple[list[list[int]], list[bool]]:
+        """New token ids per request, and per request whether it was cut at ``max_new_tokens`` (no EOS)."""
+        limit = max_new_tokens or self.max_new_tokens
         inputs = self.encode(requests)
-        seq = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.max_new_tokens,
-                                  do_sample=self.do_sample, pad_token_id=self.tokenizer.pad_token_id)
+        seq = self.model.generate(**inputs, max_new_tokens=limit, do_sample=self.do_sample,
+                                  pad_token_id=self.tokenizer.pad_token_id)
         new = seq[:, inputs["input_ids"].shape[1]:]  # (B, T_new): left padding aligns every prompt's end
+        # generate stops a row at one of these (and pads it after); a row without one ran to the limit
+        eos = self.model.generation_config.eos_token_id
+        eos = self.tokenizer.eos_token_id if eos is None else eos
+        eos = set(eos) if isinstance(eos, (list, tuple)) else {eos}
+        cut = [new.shape[1] >= limit and not eos & set(row.tolist()) for row in new]
         pad = self.tokenizer.pad_token_id
-        return [[t for t in row.tolist() if t != pad] for row in new]
+        return [[t for t in row.tolist() if t != pad] for row in new], cut
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _decode(self, ids: list[list[int]]) -> list[str]:
-        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    def _answers(self, requests: list[ChatRequest]) -> list[Answer]:
+        ids, cut = self.generate_ids_and_stops(requests)
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return [Answer(t.strip(), truncated=c) for t, c in zip(texts, cut)]
 
     def _generate_one(self, i: int, request: ChatRequest) -> str | Exception:
         try:
-            return self._decode(self.generate_ids([request]))[0]
+            return self._answers([request])[0]
         except Exception as e:  # becomes this request's error record
             return _error(i, request, e)
 
@@ -167,6 +204,39 @@ class HFBackend:
             idx.sort(key=lambda i: (len(requests[i].images), len(requests[i].text)))
             batches += [idx[k:k + self.batch_size] for k in range(0, len(idx), self.batch_size)]
         return batches
+
+
+def load_processor(path: str, trust_remote_code: bool = False, max_pixels: int | None = None,
+                   min_pixels: int | None = None) -> Any:
+    """``AutoProcessor`` of ``path``; a processor with its own pixel budget (Qwen2-VL family) is loaded
+    with ``max_pixels`` / ``min_pixels``, the documented way (``from_pretrained(path, max_pixels=...)``)."""
+    from transformers import AutoProcessor
+
+    def load(**kw: int) -> Any:
+        try:
+            return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code, **kw)
+        except (ImportError, OSError, ValueError) as e:
+            hint = " (Qwen2-VL-family processors need torchvision: pip install torchvision)" \
+                if "torchvision" in str(e).lower() else ""
+            raise ValueError(f"HFBackend path={path!r}: cannot build its processor{hint}: {e}") from e
+
+    processor = load()
+    budget = {k: v for k, v in (("max_pixels", max_pixels), ("min_pixels", min_pixels)) if v is not None}
+    if not budget:
+        return processor
+    if has_pixel_budget(getattr(processor, "image_processor", processor)):
+        return load(**budget)
+    if min_pixels is not None:
+        logger.warning("backend.min_pixels=%d is ignored: the image processor of %s (%s) has no pixel budget "
+                       "(Qwen2-VL-family processors have one)", min_pixels, path,
+                       type(getattr(processor, "image_processor", processor)).__name__)
+    return processor
+
+
+def has_pixel_budget(image_processor: Any) -> bool:
+    """Whether an image processor resizes to a pixel budget it takes as ``max_pixels`` (Qwen2-VL family)."""
+    kwargs = getattr(getattr(image_processor, "valid_kwargs", None), "__annotations__", {})
+    return "max_pixels" in kwargs or hasattr(image_processor, "max_pixels")
 
 
 def to_hf_messages(request: ChatRequest) -> list[dict[str, Any]]:

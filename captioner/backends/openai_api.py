@@ -22,6 +22,10 @@ What we add:
    SDK itself only logs them at info level and without the cause.
 6. The API key comes from an environment variable and never appears in reprs, logs or errors
    (errors are built fresh, not chained to the SDK's exception, whose request holds the header).
+7. An answer the server cut at ``max_tokens`` (``finish_reason == "length"``) comes back as an
+   :class:`~captioner.backends.base.Answer` with ``truncated=True`` (and a warning).
+8. ``max_pixels``: images are scaled down (aspect kept) to at most that many pixels before encoding,
+   so the upload (and what the server sees) is bounded.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from captioner.backends.base import BackendError, ChatRequest
+from captioner.backends.base import Answer, BackendError, ChatRequest
+from clipio.images import fit_within
 
 try:
     import openai
@@ -143,7 +148,7 @@ class OpenAIBackend:
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 8, max_retries: int = 5, timeout: float = 60.0, max_tokens: int = 512,
-                 temperature: float = 0.0, image_format: str = "png") -> None:
+                 temperature: float = 0.0, image_format: str = "png", max_pixels: int | None = None) -> None:
         # 1. Check arguments
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty model name, got {model!r}")
@@ -163,6 +168,7 @@ class OpenAIBackend:
             raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
         if image_format not in IMAGE_MIME:
             raise ValueError(f"image_format must be one of {tuple(IMAGE_MIME)}, got {image_format!r}")
+        fit_within(1, 1, max_pixels=max_pixels)  # checks it
 
         # 2. The key, from the environment only
         key = os.environ.get(api_key_env)
@@ -175,6 +181,7 @@ class OpenAIBackend:
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, float(timeout)
         self.max_tokens, self.temperature, self.image_format = max_tokens, float(temperature), image_format
+        self.max_pixels = max_pixels
         self._key = _Secret(key)
 
         # 3. One SDK client shared by the worker threads (it is thread-safe); it does the HTTP retries
@@ -211,7 +218,7 @@ class OpenAIBackend:
     # -- one request ------------------------------------------------------------------------------
 
     def _generate_one(self, request: ChatRequest) -> str | Exception:
-        messages = to_openai_messages(request, self.image_format)
+        messages = to_openai_messages(request, self.image_format, self.max_pixels)
         attempts = self.max_retries + 1
         for attempt in range(attempts):
             # 1. Call; the SDK retries 408/409/429/5xx, timeouts and connection errors itself
@@ -248,9 +255,9 @@ class OpenAIBackend:
                                           kind="sdk")
             # 3. Done
             if finish_reason == "length":
-                log.warning("openai backend: answer cut at max_tokens=%d (model %s)", self.max_tokens,
-                            self.model)
-            return text
+                log.warning("openai backend: answer cut at max_tokens=%d (model %s, task %s)", self.max_tokens,
+                            self.model, request.task)
+            return Answer(text, truncated=finish_reason == "length")
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
     def _status_error(self, e: openai.APIStatusError) -> OpenAIRequestError:
@@ -282,8 +289,10 @@ class OpenAIBackend:
         return re.sub(r"sk-[A-Za-z0-9_*\-]{3,}", "sk-***", text)
 
 
-def to_openai_messages(request: ChatRequest, image_format: str = "png") -> list[dict[str, Any]]:
-    """``ChatRequest.messages`` as chat-completions messages: images as base64 ``data:`` URL parts."""
+def to_openai_messages(request: ChatRequest, image_format: str = "png",
+                       max_pixels: int | None = None) -> list[dict[str, Any]]:
+    """``ChatRequest.messages`` as chat-completions messages: images as base64 ``data:`` URL parts
+    (scaled down to at most ``max_pixels`` pixels when it is set)."""
     out = []
     for m in request.messages:
         content = m.get("content", "")
@@ -298,16 +307,20 @@ def to_openai_messages(request: ChatRequest, image_format: str = "png") -> list[
             out.append({"role": "user", "content": content})
             continue
         parts = [{"type": "text", "text": p["text"]} if p["type"] == "text"
-                 else {"type": "image_url", "image_url": {"url": image_data_url(p["image"], image_format)}}
+                 else {"type": "image_url",
+                       "image_url": {"url": image_data_url(p["image"], image_format, max_pixels)}}
                  for p in content]
         out.append({"role": "user", "content": parts})
     return out
 
 
-def image_data_url(image: np.ndarray, image_format: str = "png") -> str:
-    """An HxWx3 uint8 RGB array as ``data:image/<format>;base64,...``."""
+def image_data_url(image: np.ndarray, image_format: str = "png", max_pixels: int | None = None) -> str:
+    """An HxWx3 uint8 RGB array as ``data:image/<format>;base64,...`` (at most ``max_pixels`` pixels)."""
     buf = io.BytesIO()
     pil = Image.fromarray(np.ascontiguousarray(image))  # (H, W, 3) uint8 -> RGB
+    size = fit_within(pil.width, pil.height, max_pixels=max_pixels)
+    if size != pil.size:
+        pil = pil.resize(size, Image.Resampling.BICUBIC)
     if image_format == "jpeg":
         pil.save(buf, format="JPEG", quality=JPEG_QUALITY)
     else:

@@ -1,11 +1,13 @@
 """Video I/O used by every package: open, probe, seek to timestamps, iterate, write mp4/gif.
 
 Reading goes through decord (seek-based sampling; resize at decode) with PyAV as the fallback
-backend. Frames are uint8 RGB arrays ``(N, H, W, 3)``. Every failure is a :class:`VideoError`
-subclass that names the file, and every call into a decoder runs under a timeout so a decoder
-that hangs on a broken stream cannot hang the caller.
+backend. Frames are uint8 RGB arrays ``(N, H, W, 3)``. Times are the frames' presentation times
+(from the container's timestamps, counted from the first frame), so a variable-frame-rate file
+reads right: frame ``i`` is the ``i``-th frame shown and ``time_of(i)`` its pts in seconds. Every
+failure is a :class:`VideoError` subclass that names the file, and every call into a decoder runs
+under a timeout so a decoder that hangs on a broken stream cannot hang the caller.
 
-    with open_video("clip.mp4", size=(224, 224)) as v:
+    with open_video("clip.mp4", size=(224, 224)) as v:   # or max_side=448 / max_pixels=...: aspect kept
         print(v.info)                      # fps, frame count, duration, size
         frames = v.frames_at([0.0, 1.5])   # (2, 224, 224, 3), decoding only what is needed
         for t, frame in v.iter_frames(interval=2.0):
@@ -24,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from clipio.images import fit_within
 from clipio.video.errors import (
     CorruptVideoError,
     EmptyVideoError,
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 60.0  # seconds one decoder call may take before VideoTimeoutError
+# A stream whose every presentation time is within this of index / fps is constant-rate: times and
+# indices use the exact formula (pts rounded to a 1/1000 time base, as in WebM/MKV, differ by <= 0.5 ms).
+CONSTANT_RATE_TOLERANCE = 1e-3
 
 
 def call_with_timeout(fn: Callable[[], T], timeout: float | None, path: str | os.PathLike, what: str) -> T:
@@ -76,10 +82,13 @@ class VideoInfo:
     width: int  # size of the decoded frames (after any resize at decode)
     height: int
     backend: str
+    # False: the frames' presentation times are not index / fps (variable frame rate); fps is then
+    # the mean rate of the timestamps, (num_frames - 1) / last frame's time
+    constant_rate: bool = True
 
     @property
     def duration(self) -> float:
-        """Seconds: ``num_frames / fps``."""
+        """Seconds: ``num_frames / fps`` (variable frame rate: the last frame's time + one mean frame)."""
         return self.num_frames / self.fps
 
 
@@ -90,17 +99,44 @@ class VideoReader:
         self.path = path
         self._b = backend
         self._timeout = timeout
-        self.info = VideoInfo(str(path), backend.fps, backend.num_frames, backend.width, backend.height, backend.name)
+        n, fps = backend.num_frames, backend.fps
+        times = getattr(backend, "times", None)  # (n,) presentation times from the first frame, or None
+        if times is not None and (len(times) != n or (n > 1 and not np.all(np.diff(times) > 0))):
+            log.debug("%s: timestamps are not strictly increasing; using index / fps", path)
+            times = None  # no usable timestamps (missing, repeated): frames are numbered at the average rate
+        constant = times is None or bool(np.abs(times - np.arange(n) / fps).max() <= CONSTANT_RATE_TOLERANCE)
+        if not constant:
+            fps = (n - 1) / float(times[-1])
+        self._times = None if constant else np.asarray(times, np.float64)
+        self.info = VideoInfo(str(path), fps, n, backend.width, backend.height, backend.name, constant)
 
     # -- timestamps ↔ frame indices
     def index_of(self, t: float) -> int:
-        """Index of the frame shown at time ``t`` (seconds): ``round(t · fps)``, clamped to the video."""
+        """Index of the frame nearest to time ``t`` (seconds), clamped to the video: ``round(t · fps)`` at a
+        constant frame rate, else the frame whose presentation time is nearest."""
         if not np.isfinite(t) or t < 0:
             raise ValueError(f"{self.path}: timestamp {t!r} must be a finite number >= 0")
-        return int(min(round(t * self.info.fps), self.info.num_frames - 1))
+        if self._times is None:
+            return int(min(round(t * self.info.fps), self.info.num_frames - 1))
+        j = int(np.searchsorted(self._times, t))
+        if j == len(self._times) or (j > 0 and t - self._times[j - 1] < self._times[j] - t):
+            j -= 1
+        return j
+
+    def last_index_before(self, t: float) -> int:
+        """Index of the last frame shown before time ``t``: the largest ``i`` with ``time_of(i) < t``
+        (at least 0, at most the last frame)."""
+        if self._times is None:
+            x = t * self.info.fps  # frames shown before `t`, fractional; snap float noise (132.0000001 -> 132)
+            n_before = round(x) if abs(x - round(x)) < 1e-6 else int(np.ceil(x))
+        else:
+            n_before = int(np.searchsorted(self._times, t - 1e-9))
+        return int(min(max(n_before - 1, 0), self.info.num_frames - 1))
 
     def time_of(self, index: int) -> float:
-        return index / self.info.fps
+        """Presentation time of frame ``index``, seconds from the first frame (``index / fps`` at a
+        constant frame rate, where the two agree within ``CONSTANT_RATE_TOLERANCE``)."""
+        return index / self.info.fps if self._times is None else float(self._times[index])
 
     # -- fetching
     def frames_at_indices(self, indices: Sequence[int]) -> np.ndarray:
@@ -191,6 +227,8 @@ def open_video(
     size: tuple[int, int] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     num_threads: int = 1,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
 ) -> VideoReader:
     """Open a video for reading.
 
@@ -199,6 +237,10 @@ def open_video(
         backend: ``"decord"``, ``"pyav"`` or ``"auto"`` (decord, falling back to PyAV when decord is
             missing or cannot open the file).
         size: ``(width, height)`` to resize every frame to while decoding; None keeps the original.
+        max_side, max_pixels: instead of ``size``, bounds on the decoded size: the frames are scaled down
+            at decode (aspect ratio kept, never up, :func:`clipio.images.fit_within`) so that the longer
+            side is at most ``max_side`` and ``width * height`` at most ``max_pixels``. Memory per frame
+            is then bounded by them, not by the source resolution.
         timeout: seconds any single decoder call may take (None: no limit).
         num_threads: decoder threads (decord); keep 1 when running many workers.
 
@@ -214,6 +256,12 @@ def open_video(
         raise EmptyVideoError(path, "file is empty (0 bytes)")
     if size is not None and (len(size) != 2 or min(size) <= 0):
         raise ValueError(f"{path}: size must be (width, height) with positive values, got {size!r}")
+    if max_side is not None or max_pixels is not None:
+        if size is not None:
+            raise ValueError(f"{path}: pass size or max_side/max_pixels, not both (got size={size!r}, "
+                             f"max_side={max_side!r}, max_pixels={max_pixels!r})")
+        fit_within(1, 1, max_side, max_pixels)  # checks the bounds
+        size = lambda w, h: fit_within(w, h, max_side, max_pixels)  # noqa: E731 (applied once the size is known)
     names = {"auto": available_backends(), "decord": ["decord"], "pyav": ["pyav"]}.get(backend)
     if names is None:
         raise ValueError(f"{path}: backend {backend!r} is not one of 'auto', 'decord', 'pyav'")
