@@ -4,8 +4,8 @@ Every frame is decoded with :mod:`clipio.video` (downscaled at decode to ``width
 a PySceneDetect detector (``content``: HSV difference of consecutive frames against ``threshold``;
 ``adaptive``: the same score against its rolling average). A cut at frame ``c`` means frame ``c``
 is the first frame of a new shot, so shot ``k`` spans frames ``[c_k, c_{k+1})`` and its record has
-``start = c_k / fps`` and ``end = c_{k+1} / fps`` (the video's duration for the last shot): absolute
-seconds in the source, ``end`` exclusive, which is how ``captioner run`` reads a span.
+``start`` = the presentation time of frame ``c_k`` and ``end`` that of ``c_{k+1}`` (the video's duration
+for the last shot; ``c / fps`` at a constant rate): absolute seconds in the source, ``end`` exclusive, which is how ``captioner run`` reads a span.
 
 Shots shorter than ``min_duration`` or longer than ``max_duration`` are dropped (and counted). The
 output is a manifest with one ``ok`` record per kept shot, id ``<video id>/shot-<k>`` (``k`` counts
@@ -80,6 +80,13 @@ def _detect_size(info: VideoInfo, width: int) -> tuple[int, int] | None:
     return width - width % 2, h
 
 
+def frame_starts(path: str | Path, backend: str = "auto") -> list[float]:
+    """Presentation time of every frame (``VideoReader.time_of``: right at a variable frame rate too), and
+    the video's duration last: ``starts[i]`` is where frame ``i``'s shot would start, ``starts[n]`` the end."""
+    with open_video(path, backend=backend) as v:
+        return [v.time_of(i) for i in range(v.info.num_frames)] + [v.info.duration]
+
+
 def detect_cuts(path: str | Path, cfg: SplitConfig = SplitConfig()) -> tuple[VideoInfo, list[int]]:
     """The video's info (native size) and the frame indices where a new shot starts (sorted, > 0).
 
@@ -143,12 +150,14 @@ def _done_sources(out: Path) -> set[str]:
 
 
 def shot_records(task: ClipTask, info: VideoInfo, cuts: list[int], cfg: SplitConfig,
-                 summary: SplitSummary) -> list[dict[str, Any]]:
-    """The records of the kept shots of one video (and the drop counts added to ``summary``)."""
+                 summary: SplitSummary, starts: list[float] | None = None) -> list[dict[str, Any]]:
+    """The records of the kept shots of one video (and the drop counts added to ``summary``); ``starts``:
+    :func:`frame_starts` (default: ``index / fps``, a constant frame rate)."""
+    starts = starts or [i / info.fps for i in range(info.num_frames)] + [info.duration]
     kept = []
     for k, (first, stop) in enumerate(shot_spans(cuts, info.num_frames)):
         # the reader's frame times (VideoReader.time_of); the last shot ends at info.duration
-        start, end = first / info.fps, stop / info.fps
+        start, end = round(starts[first], 6), round(starts[stop], 6)
         if end - start < cfg.min_duration:
             summary.dropped_short += 1
         elif end - start > cfg.max_duration:
@@ -181,6 +190,7 @@ def split_videos(tasks: Iterable[ClipTask], out: str | Path, cfg: SplitConfig = 
             # 1. Detect (the whole video) before writing any of its records
             try:
                 info, cuts = detect_cuts(task.path, cfg)
+                starts = frame_starts(task.path, cfg.backend)
             except VideoError as e:
                 summary.errors += 1
                 log.warning("%s: %s", task.id, e)
@@ -188,7 +198,7 @@ def split_videos(tasks: Iterable[ClipTask], out: str | Path, cfg: SplitConfig = 
                     w.write(error_record(task.id, task.video, e, meta={"source_id": task.id}))
                 continue
             # 2. Filter by duration and write the kept shots (those not already there)
-            records = shot_records(task, info, cuts, cfg, summary)
+            records = shot_records(task, info, cuts, cfg, summary, starts)
             if not records:
                 summary.no_shot_kept += 1
                 log.warning("%s: none of its %d shots lasts %g-%g s; no record", task.id, len(cuts) + 1,

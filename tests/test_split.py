@@ -166,3 +166,16 @@ def test_cli_split_prints_a_json_summary(videos, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (summary["videos"], summary["kept"], summary["dropped"]) == (1, 1, {"too_short": 0, "too_long": 1})
     assert [r["id"] for r in read_manifest(out)] == ["b/shot-001"]
+
+
+def test_shots_of_a_variable_frame_rate_video_start_at_their_frames_times(tmp_path):
+    """A cut at frame 5 of a file whose frame 5 is shown at 1.0 s: the shot starts at 1.0 s, not 5 / average fps."""
+    from vfr_video import VFR_PTS_MS, write_vfr_mp4
+
+    (tmp_path / "v").mkdir()
+    write_vfr_mp4(tmp_path / "v" / "vfr.mp4", grey=lambda k: 20 if k < 5 else 235)
+    s = split_videos(tasks_from_videos(tmp_path / "v", tmp_path / "shots.jsonl"), tmp_path / "shots.jsonl",
+                     SplitConfig(min_duration=0.1), progress=False)
+    recs = read_manifest(tmp_path / "shots.jsonl")
+    assert s.kept == 2 and [r["start"] for r in recs] == [0.0, VFR_PTS_MS[5] / 1000]
+    assert recs[0]["end"] == recs[1]["start"]

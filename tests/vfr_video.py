@@ -16,8 +16,9 @@ def vfr_grey(k: int) -> int:
     return 25 * k
 
 
-def write_vfr_mp4(path: str | Path, pts_ms: tuple[int, ...] = VFR_PTS_MS, size: int = 64) -> Path:
-    """An H.264 mp4 whose frame k is shown at ``pts_ms[k]`` ms; the container's average rate is meaningless."""
+def write_vfr_mp4(path: str | Path, pts_ms: tuple[int, ...] = VFR_PTS_MS, size: int = 64, grey=None) -> Path:
+    """An H.264 mp4 whose frame k is shown at ``pts_ms[k]`` ms (flat grey ``grey(k)``, default :func:`vfr_grey`);
+    the container's average rate is meaningless."""
     import av
 
     path = Path(path)
@@ -28,7 +29,7 @@ def write_vfr_mp4(path: str | Path, pts_ms: tuple[int, ...] = VFR_PTS_MS, size: 
         s.pix_fmt = "yuv420p"
         s.time_base = s.codec_context.time_base = tb
         for k, pts in enumerate(pts_ms):
-            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), vfr_grey(k), np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), (grey or vfr_grey)(k), np.uint8), format="rgb24")
             frame.pts, frame.time_base = pts, tb
             for packet in s.encode(frame):
                 c.mux(packet)
