@@ -5,7 +5,7 @@
     t2v cache     --config YAML [--num-shards N --shard-id K --device D] [key=value ...]
     t2v train     --config YAML [--resume latest|DIR] [key=value ...]
     t2v generate  --model DIR (--prompt TEXT | --prompts FILE) --out PATH [--frames N --steps N --guidance G --seed S
-                  --recaption oracle --device D --offload --vae-slicing --vae-tiling]
+                  --recaption oracle --device D --offload --vae-slicing --vae-tiling --lora DIR --lora-scale S]
     t2v plan      --config YAML [--gpus 8 --gpu-mem 80 --nodes 1] [key=value ...]
     t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
     t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --device D ...]
@@ -99,7 +99,7 @@ def _generate(a: argparse.Namespace) -> int:
             print(f"recaptioned: {p}")
     paths = generate(a.model, prompts, a.out, num_frames=a.frames, height=a.height, width=a.width, steps=steps,
                      guidance=guidance, seed=a.seed,
-                     negative_prompt=a.negative_prompt, fps=a.fps, **_device(a))
+                     negative_prompt=a.negative_prompt, fps=a.fps, lora=a.lora, lora_scale=a.lora_scale, **_device(a))
     for p in paths:
         print(p)
     return 0
@@ -293,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER_CONFIG",
                    help="first expand each prompt into a dense caption with this captioner config's backend "
                         "(a file or a preset name: oracle)")
+    s.add_argument("--lora", type=Path, default=None, metavar="DIR",
+                   help="apply a LoRA folder (a LoRA run's lora/, or any diffusers Wan LoRA) to the transformer; "
+                        "for a pipeline of its base model")
+    s.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (1: as trained, 0: off)")
     _device_args(s)
     s.set_defaults(func=_generate)
 

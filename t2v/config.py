@@ -64,6 +64,18 @@ class TextConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """``model.lora``: train peft LoRA adapters on a pretrained Wan DiT (``model.pretrained``) instead of all its
+    weights (t2v/models/lora.py). Off by default (rank 0, no target modules)."""
+
+    rank: int = 0  # 0: off (every weight trains); > 0: only the adapters train, the DiT and our modules are frozen
+    alpha: float | None = None  # the update is scaled by alpha / rank; None: alpha = rank
+    target_modules: list[str] = field(default_factory=list)  # DiT module names, matched as suffixes (peft)
+    dropout: float = 0.0  # dropout on the adapters' input
+    train_text_adapter: bool = False  # also train model.text_adapter_layers (saved next to the LoRA); else frozen
+
+
+@dataclass
 class ModelConfig:
     backbone: str = "wan"  # wan | latte
     pretrained: str | None = None  # a diffusers transformer folder to fine-tune
@@ -77,6 +89,7 @@ class ModelConfig:
     abs_pos_embed: bool = False  # wan: add fixed 3D sin-cos positions to the patch embeddings (RoPE is relative only)
     attention: str = "sdpa"  # sdpa | xformers (CUDA only; falls back to sdpa with a logged reason)
     gradient_checkpointing: bool = False
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
 
 @dataclass
@@ -214,3 +227,38 @@ def validate(cfg: RunConfig) -> None:
             bucket_grid(cfg)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    validate_lora(cfg)
+
+
+def validate_lora(cfg: RunConfig) -> None:
+    """``model.lora``: off (rank 0, no targets) or a LoRA of a pretrained Wan DiT."""
+    lora, m = cfg.model.lora, cfg.model
+    if lora.rank < 0:
+        raise ConfigError(f"model.lora.rank: must be >= 0 (0 turns LoRA off), got {lora.rank}")
+    if lora.rank == 0:
+        if lora.target_modules:
+            raise ConfigError(f"model.lora.rank: 0 turns LoRA off, but model.lora.target_modules is "
+                              f"{lora.target_modules}: set model.lora.rank > 0 (e.g. 32) to train a LoRA, or "
+                              "model.lora.target_modules=[] to train every weight")
+        if lora.train_text_adapter:
+            raise ConfigError("model.lora.train_text_adapter: true needs a LoRA (model.lora.rank > 0); without one "
+                              "the text adapter trains anyway")
+        return
+    if not lora.target_modules:
+        raise ConfigError("model.lora.target_modules: empty, but model.lora.rank > 0: name the Wan DiT modules to "
+                          "adapt, e.g. [to_q, to_k, to_v, to_out.0] (the attention projections)")
+    if m.backbone != "wan":
+        raise ConfigError(f"model.lora.rank: LoRA is supported for model.backbone=wan only, got model.backbone="
+                          f"{m.backbone!r}: set model.lora.rank=0 and model.lora.target_modules=[]")
+    if not m.pretrained:
+        raise ConfigError(f"model.lora.rank={lora.rank} needs model.pretrained (a Wan transformer folder): a LoRA "
+                          "adapts trained weights, and over a randomly initialised DiT it only trains a small part "
+                          "of an untrained model; set model.lora.rank=0 and model.lora.target_modules=[] to train "
+                          "from scratch")
+    if lora.alpha is not None and lora.alpha <= 0:
+        raise ConfigError(f"model.lora.alpha: must be > 0 (or null: = rank), got {lora.alpha}")
+    if not 0 <= lora.dropout < 1:
+        raise ConfigError(f"model.lora.dropout: must be in [0, 1), got {lora.dropout}")
+    if lora.train_text_adapter and m.text_adapter_layers < 1:
+        raise ConfigError("model.lora.train_text_adapter: true, but there is no text adapter "
+                          "(model.text_adapter_layers=0)")

@@ -34,8 +34,13 @@ def inference_dtype(device: torch.device) -> torch.dtype:
 
 
 def load_pipeline(model_dir: str | Path, device: str | None = "cpu", offload: bool = False,
-                  vae_slicing: bool = False, vae_tiling: bool = False):
+                  vae_slicing: bool = False, vae_tiling: bool = False, lora: str | Path | None = None,
+                  lora_scale: float = 1.0):
     """A saved pipeline on ``device`` (None: :func:`default_device`) in :func:`inference_dtype`.
+
+    ``lora``: a LoRA folder (a LoRA run's ``lora/``, or any diffusers Wan LoRA) applied to the transformer's DiT
+    at ``lora_scale``, for a pipeline whose transformer is the LoRA's base model. A LoRA run's own ``pipeline/``
+    already holds its LoRA merged in: applying it again doubles it (a warning says so).
 
     ``offload``: diffusers' model CPU offload — each model (text encoder, transformer, VAE) moves to the GPU
     only while it runs, for GPUs smaller than the three together. ``vae_slicing`` decodes one frame (image
@@ -51,6 +56,18 @@ def load_pipeline(model_dir: str | Path, device: str | None = "cpu", offload: bo
     if offload and dev.type != "cuda":
         raise ValueError("--offload moves each model to the GPU only while it runs: it needs a CUDA --device")
     pipe = TextToVideoPipeline.from_pretrained(str(model_dir), dtype=inference_dtype(dev))
+    if lora is not None:
+        from t2v.models.lora import load_lora
+
+        saved = pipeline_config(model_dir)
+        if saved is not None and saved.model.lora.rank > 0:
+            log.warning("--lora %s: %s already holds a LoRA merged into its weights (model.lora.rank=%d in its "
+                        "t2v_config.yaml); this one is added on top. To apply a LoRA to its base, use a pipeline "
+                        "of the base model", lora, model_dir, saved.model.lora.rank)
+        load_lora(pipe.transformer, lora, lora_scale)
+        pipe.transformer.to(inference_dtype(dev))
+    elif lora_scale != 1.0:
+        raise ValueError(f"--lora-scale {lora_scale}: there is no --lora to scale")
     if offload:
         pipe.enable_model_cpu_offload(device=dev)
     else:
@@ -69,9 +86,9 @@ def _slug(text: str, n: int = 40) -> str:
 def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_frames: int | None = None,
              steps: int = 20, guidance: float = 3.0, seed: int = 0, negative_prompt: str | None = None,
              fps: float | None = None, device: str | None = "cpu", height: int | None = None,
-             width: int | None = None, **load: bool) -> list[Path]:
+             width: int | None = None, **load) -> list[Path]:
     """One video per prompt. ``out`` is a file (.mp4/.gif) for a single prompt, else a folder of mp4s.
-    ``device`` and ``load`` (offload, vae_slicing, vae_tiling): as :func:`load_pipeline`. The noise comes from a
+    ``device`` and ``load`` (offload, vae_slicing, vae_tiling, lora, lora_scale): as :func:`load_pipeline`. The noise comes from a
     CPU generator, so a seed gives the same starting noise on every device."""
     if not prompts:
         raise ValueError("no prompts given")

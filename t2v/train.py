@@ -12,7 +12,10 @@ Run folder (``train.output_dir``)::
     checkpoints/step-000500/     accelerate state (model, optimizer, scheduler, RNG, EMA) + trainer_state.json;
                                  sharded runs: sharded/ (DCP), rng-<rank>.safetensors, schedule.json
     samples/step-000500/         validation GIFs and a contact sheet
-    pipeline/                    the final TextToVideoPipeline (EMA weights when EMA is on)
+    pipeline/                    the final TextToVideoPipeline (EMA weights when EMA is on; a LoRA run's has the
+                                 LoRA merged into its transformer)
+    lora/                        model.lora only: pytorch_lora_weights.safetensors (diffusers' Wan LoRA format,
+                                 WanPipeline.load_lora_weights reads it) and its model card
     train_summary.json           steps, final loss, minutes, the last throughput figures, …
 """
 

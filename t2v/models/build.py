@@ -69,6 +69,10 @@ def build_transformer(cfg: RunConfig, vae: VideoVAE, text_dim: int) -> T2VTransf
     used = model.set_attention(m.attention)
     log.info("transformer: %s, %.2fM parameters, attention %s", m.backbone,
              sum(q.numel() for q in model.parameters()) / 1e6, used)
+    if m.lora.rank > 0:  # only the adapters train from here on (t2v/models/lora.py)
+        from t2v.models.lora import add_lora
+
+        add_lora(model, m.lora)
     if m.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     return model

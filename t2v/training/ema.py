@@ -7,18 +7,19 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from t2v.training.optim import trainable_parameters
+
 
 def build_ema(decay: float, model: nn.Module, acc, register: bool = True):
-    """An ``EMAModel`` on the accelerator's device, saved and loaded with every checkpoint (``register``: through
-    accelerate's state); None when ``decay`` is 0. Call before ``acc.prepare`` (it tracks the unwrapped
-    parameters) and after sharding (the averages are then sharded like the parameters)."""
+    """An ``EMAModel`` of the trainable parameters (with ``model.lora``: the adapters only) on the accelerator's
+    device, saved and loaded with every checkpoint (``register``: through accelerate's state); None when ``decay``
+    is 0. Call before ``acc.prepare`` (it tracks the unwrapped parameters) and after sharding (the averages are then
+    sharded like the parameters)."""
     if decay <= 0:
         return None
     from diffusers.training_utils import EMAModel
 
-    from t2v.models.backbone import T2VTransformer
-
-    ema = EMAModel(model.parameters(), decay=decay, model_cls=T2VTransformer, model_config=model.config)
+    ema = EMAModel(trainable_parameters(model), decay=decay)
     ema.to(acc.device)
     if register:
         acc.register_for_checkpointing(ema)
@@ -32,12 +33,13 @@ def ema_weights(ema, model: nn.Module) -> Iterator[nn.Module]:
     if ema is None:
         yield model
         return
-    ema.store(model.parameters())
-    ema.copy_to(model.parameters())
+    params = trainable_parameters(model)
+    ema.store(params)
+    ema.copy_to(params)
     try:
         yield model
     finally:
-        ema.restore(model.parameters())
+        ema.restore(params)
 
 
 @contextmanager
@@ -64,5 +66,9 @@ def sampling_weights(run) -> Iterator[nn.Module | None]:
         return
     # the config's own arguments (from_config would drop dit_config: diffusers lists it in _use_default_values)
     plain = T2VTransformer(**{k: v for k, v in run.model.config.items() if not k.startswith("_")})
+    if run.cfg.model.lora.rank > 0:  # the same adapters, to take the gathered LoRA weights
+        from t2v.models.lora import add_lora
+
+        add_lora(plain, run.cfg.model.lora)
     plain.load_state_dict(state)
     yield plain.to(run.acc.device)

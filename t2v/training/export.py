@@ -1,5 +1,7 @@
 """The end of a run: the final pipeline (EMA weights when EMA is on), ``train_summary.json`` and a last set
-of samples."""
+of samples. A LoRA run (``model.lora``) also writes ``lora/``: the adapter alone, in diffusers' Wan LoRA format,
+with its own model card; its ``pipeline/`` holds the transformer with the LoRA merged in (a full model that
+loads without peft, so ``t2v generate --model`` and ``t2v compare`` use it as any other)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch
 
 from t2v.models.build import build_text_encoder
 from t2v.training.build import Run, build_pipeline
-from t2v.training.card import write_model_card
+from t2v.training.card import write_lora_card, write_model_card
 from t2v.training.ema import sampling_weights
 from t2v.training.loop import LoopResult
 from t2v.training.metrics import ImageLog
@@ -47,13 +49,20 @@ def _write(run: Run, model, result: LoopResult, checksums: list[float], final: P
     (run.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     # a run from the cache let its text encoder go: load it again (on the CPU) to save it with the pipeline
     text_encoder = run.text_encoder if run.text_encoder is not None else build_text_encoder(cfg)
+    if cfg.model.lora.rank > 0:  # the adapter alone, then a plain model with it merged for the pipeline
+        from t2v.models.lora import merged_copy, save_lora
+
+        write_lora_card(save_lora(model, run.out / "lora"), cfg, summary, final)
+        model = merged_copy(model)
     pipe = build_pipeline(model, run.vae, text_encoder, cfg)
     pipe.save_pretrained(final)
     cfg.save(final / "t2v_config.yaml")
     write_model_card(final, cfg, summary)
     if cfg.train.validation_prompts:
         write_samples(pipe, cfg, run.out / "samples" / "final", tracker=ImageLog(acc), step=result.step)
-    log.info("saved pipeline to %s after %d steps (%.1f min)", final, result.step, (time.time() - result.start) / 60)
+    log.info("saved pipeline to %s%s after %d steps (%.1f min)", final,
+             f" and the LoRA to {run.out / 'lora'}" if cfg.model.lora.rank > 0 else "", result.step,
+             (time.time() - result.start) / 60)
 
 
 def parameter_checksums(run: Run) -> list[float]:

@@ -16,6 +16,7 @@ from t2v.training.build import Run
 from t2v.training.checkpoint import save_checkpoint
 from t2v.training.data import batches, encode_batch
 from t2v.training.metrics import ThroughputMeter, expected_run, memory_peak_gb, peak_flops
+from t2v.training.optim import trainable_parameters
 from t2v.training.parallel import clip_grad_norm_
 from t2v.validation import validate
 
@@ -64,7 +65,10 @@ def run_loop(run: Run, step: int) -> LoopResult:
         # (WANDB_API_KEY or `wandb login`) and never from a config
         acc.init_trackers("t2v", config=_flat(cfg.to_dict()),
                           init_kwargs={"wandb": {"dir": str(run.out), "name": run.out.name}})
-    n_params = sum(p.numel() for p in run.unwrapped.parameters() if p.requires_grad)
+    # MFU counts 6 FLOPs per parameter and token (forward 2, backward 4); a frozen weight (model.lora: the base DiT)
+    # skips its weight gradient and costs 4: N = trainable + 2/3 · frozen
+    n_trainable = sum(p.numel() for p in trainable_parameters(run.unwrapped))
+    n_params = n_trainable + (sum(p.numel() for p in run.unwrapped.parameters()) - n_trainable) * 2 / 3
     peak = peak_flops(cfg.train.peak_tflops)
     curriculum_end = cfg.objective.pure_noise_steps + cfg.objective.noise_ramp_steps
     cap = TimeCap(cfg.train.max_minutes, curriculum_end, verbose=run.main)
@@ -80,7 +84,7 @@ def run_loop(run: Run, step: int) -> LoopResult:
             meter.add(x0.shape[0] * acc.num_processes)  # samples of all ranks
         step += 1
         if run.ema is not None:
-            run.ema.step(run.unwrapped.parameters())
+            run.ema.step(trainable_parameters(run.unwrapped))
         bar.update(1)
         # 2. log: the expected time once, then loss, lr, grad norm and throughput every log_every steps
         if step == estimate_at and run.main:

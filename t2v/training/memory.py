@@ -7,6 +7,8 @@ Per rank, in bytes:
   every rank under DDP, 1/shard of them under FSDP2 (shard = all ranks) or HSDP (shard = ranks per replica),
   plus two gathered blocks (the one running and the one prefetched, in the compute dtype, and its fp32
   gradients before the reduce-scatter);
+- frozen transformer weights (``model.lora``: the whole pretrained DiT), 4 bytes each (fp32), replicated under
+  DDP and sharded like the rest under FSDP2, with no gradients or optimiser moments;
 - frozen models on the GPU: the VAE (and the text encoder when training without the cache);
 - activations kept for the backward pass: per sample, ``tokens × width × (layers × c_layer + c_other)`` values
   in the compute dtype. The constants were measured, not derived (``bench/activation_memory.py``): the peak
@@ -39,6 +41,7 @@ class ModelShape:
     width: int
     ffn_mult: float
     frozen_bytes: int  # VAE (and text encoder) kept on the GPU
+    frozen_params: int = 0  # transformer parameters that do not train (model.lora: the base DiT)
 
 
 def model_shape(cfg) -> ModelShape:
@@ -62,9 +65,10 @@ def model_shape(cfg) -> ModelShape:
                            cfg.data.size // vae.spatial_factor, cfg.data.size // vae.spatial_factor))
     dtype_bytes = 2 if mixed_precision(cfg) in ("bf16", "fp16") else 4
     frozen = vae.params * 4 + (0 if cfg.data.use_cache else _text_params(cfg) * dtype_bytes)
-    return ModelShape(sum(p.numel() for p in model.parameters() if p.requires_grad),
-                      max((sum(p.numel() for p in b.parameters()) for b in blocks), default=0),
-                      int(c.num_layers), tokens, width, ffn, frozen)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return ModelShape(trainable, max((sum(p.numel() for p in b.parameters()) for b in blocks), default=0),
+                      int(c.num_layers), tokens, width, ffn, frozen,
+                      sum(p.numel() for p in model.parameters()) - trainable)
 
 
 def plan(cfg, gpus: int, gpu_mem_gb: float = 80.0, nodes: int = 1, shape: ModelShape | None = None) -> list[dict]:
@@ -78,7 +82,7 @@ def plan(cfg, gpus: int, gpu_mem_gb: float = 80.0, nodes: int = 1, shape: ModelS
     strategies = [("ddp", 1), ("fsdp", gpus)] + ([("hsdp", gpus // nodes)] if nodes > 1 else [])
     rows = []
     for name, shard in strategies:
-        states = 16 * shape.trainable / shard
+        states = (16 * shape.trainable + 4 * shape.frozen_params) / shard
         gathered = 0 if name == "ddp" else shape.largest_block * (2 * act_bytes + 4)
         for ckpt in (False, True):
             if ckpt:
@@ -96,9 +100,11 @@ def plan(cfg, gpus: int, gpu_mem_gb: float = 80.0, nodes: int = 1, shape: ModelS
 def format_plan(cfg, shape: ModelShape, rows: list[dict], gpus: int, gpu_mem_gb: float) -> str:
     lines = [f"{shape.trainable / 1e6:.1f}M trainable parameters, {shape.layers} layers, {shape.tokens} tokens per "
              f"sample, batch {cfg.train.batch_size} per GPU, {gpus} GPUs of {gpu_mem_gb:g} GB "
-             f"(fits: below {FIT:.0%})", "",
-             f"{'strategy':<10}{'ckpt':<6}{'states':>9}{'gathered':>10}{'frozen':>9}{'activations':>13}{'total':>9}  fits",
-             ]
+             f"(fits: below {FIT:.0%})"]
+    if shape.frozen_params:
+        lines.append(f"LoRA: {shape.frozen_params / 1e6:.1f}M frozen transformer parameters, counted in `states` "
+                     "(fp32 weights only)")
+    lines += ["", f"{'strategy':<10}{'ckpt':<6}{'states':>9}{'gathered':>10}{'frozen':>9}{'activations':>13}{'total':>9}  fits"]
     for r in rows:
         lines.append(f"{r['strategy']:<10}{'yes' if r['gradient_checkpointing'] else 'no':<6}{r['states_gb']:>8.2f}G"
                      f"{r['gathered_gb']:>9.2f}G{r['frozen_gb']:>8.2f}G{r['activations_gb']:>12.2f}G"
@@ -178,6 +184,11 @@ def _pretrained_on_meta(cfg, vae):
     dit = dict(dit_cls.load_config(str(path)))
     dit = {k: v for k, v in dit.items() if not k.startswith("_")}
     text_dim = dit.get("text_dim") or dit.get("caption_channels")
-    return T2VTransformer(cfg.model.backbone, dit, text_dim, cfg.model.text_adapter_layers,
-                          vae.latent_frames(cfg.data.num_frames), cfg.data.size // vae.spatial_factor,
-                          cfg.model.abs_pos_embed)
+    model = T2VTransformer(cfg.model.backbone, dit, text_dim, cfg.model.text_adapter_layers,
+                           vae.latent_frames(cfg.data.num_frames), cfg.data.size // vae.spatial_factor,
+                           cfg.model.abs_pos_embed)
+    if cfg.model.lora.rank > 0:  # the adapters (on the meta device too), the rest frozen
+        from t2v.models.lora import add_lora
+
+        add_lora(model, cfg.model.lora)
+    return model

@@ -8,10 +8,16 @@ from torch import nn
 from t2v.config import OptimConfig, TrainConfig
 
 
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that train, in module order: all of them, or with ``model.lora`` only the adapters'. The
+    optimiser and the EMA see these and nothing else (frozen weights get no AdamW moments and no EMA copy)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.AdamW:
     """AdamW over the trainable parameters."""
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                             betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(trainable_parameters(model), lr=cfg.lr, betas=tuple(cfg.betas),
+                             weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(cfg: OptimConfig, train: TrainConfig, opt: torch.optim.Optimizer, num_processes: int):
