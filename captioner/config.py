@@ -67,6 +67,43 @@ def _check_positive(name: str, v: int | None) -> None:
 
 
 @dataclass
+class RaySettings:
+    """``--engine ray``: the actors and workers Ray schedules (docs/cluster.md)."""
+
+    num_actors: int = 1  # captioning actors; each builds the backend once and captions active_clips at a time
+    num_gpus_per_actor: float = 0.0  # a VLM on a GPU: 1 (0.5 packs two actors on one GPU); the hf backend: device cuda
+    num_cpus_per_actor: float = 1.0
+    extract_workers: int = 2  # key-frame extraction actors (decode + embed), ahead of the captioning actors
+    extract_cpus: float = 1.0  # CPUs each extraction worker reserves
+    extract_gpus: float = 0.0  # GPUs each reserves: a CLIP embedder on keyframes.device=cuda (0.25: four share one)
+    chunk_size: int = 16  # clips per block the driver streams to Ray (the unit a key-frame worker takes)
+    start_timeout: float = 600.0  # seconds to wait for every actor to start before failing (VLM load, autoscaler)
+    # clips fed ahead of the records that came back (bounds the images in the pipeline); None: two rounds of
+    # every stage, 2 * (num_actors * run.active_clips + extract_workers * chunk_size)
+    max_in_flight: int | None = None
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """ConfigError naming the first bad value (also called by the ray engine, for values set in code)."""
+        for name in ("num_actors", "extract_workers", "chunk_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"run.ray.{name}: must be a whole number >= 1, got {v!r}")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ConfigError(f"run.ray.max_in_flight: must be a whole number >= 1 or null, got {self.max_in_flight!r}")
+        for name in ("num_cpus_per_actor", "extract_cpus", "start_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"run.ray.{name}: must be > 0, got {getattr(self, name)!r}")
+        for name in ("num_gpus_per_actor", "extract_gpus"):
+            g = getattr(self, name)
+            if g < 0 or (g > 1 and g != int(g)):
+                raise ConfigError(f"run.ray.{name}: must be 0, a fraction below 1 (actors sharing a GPU) "
+                                  f"or a whole number of GPUs, got {g!r}")
+
+
+@dataclass
 class RunSettings:
     mode: str = "diffsw"  # diffsw | fast
     active_clips: int = 16  # clips captioned together: step k of every active clip is one backend batch
@@ -81,6 +118,7 @@ class RunSettings:
     # clip_summary call each), so a model trained on a window reads what happens in it. 0: off.
     window_seconds: float = 0.0
     window_stride: float | None = None  # None: window_seconds (windows side by side)
+    ray: RaySettings = field(default_factory=RaySettings)  # --engine ray only
 
 
 @dataclass

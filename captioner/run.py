@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,30 +99,56 @@ def shard(tasks: list[ClipTask], num_shards: int, shard_id: int) -> list[ClipTas
     return tasks[shard_id::num_shards]
 
 
+class _Pending:
+    """The tasks still to caption, filtered against the output as they are read (once, lazily): ids already
+    there are skipped, except — with ``retry_errors`` — those whose last record is an error. Counts as it goes."""
+
+    def __init__(self, tasks: Iterable[ClipTask], writer: ManifestWriter, retry_errors: bool):
+        self.tasks, self.writer, self.retry_errors = tasks, writer, retry_errors
+        self.total = self.skipped = self.retried = 0
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[ClipTask]:
+        w = self.writer
+        for t in self.tasks:
+            self.total += 1
+            if self.retry_errors and t.id in w.error_ids:
+                self.retried += 1
+                yield t
+            elif t.id in w.done_ids:
+                self.skipped += 1
+            else:
+                yield t
+        self.exhausted = True
+        if self.skipped or self.retried:
+            log.info("resuming: %d of %d clips already in %s%s", self.skipped, self.total, w.path,
+                     f"; retrying {self.retried} whose last record is an error" if self.retried else "")
+
+    @property
+    def todo(self) -> int:
+        return self.total - self.skipped
+
+
 def run_captioner(cfg: CaptionerConfig, tasks: Iterable[ClipTask], out: str | Path, backend=None,
                   progress: bool = True, engine: str = "local", retry_errors: bool = False) -> RunSummary:
     """Caption ``tasks`` into the manifest ``out`` (appending; ids already there are skipped, but with
-    ``retry_errors`` those whose last record is an error are captioned again)."""
+    ``retry_errors`` those whose last record is an error are captioned again). The ray engine reads
+    ``tasks`` lazily (streamed to the cluster); the local one lists them first."""
     out = Path(out)
-    tasks = list(tasks)
     t0 = time.time()
     ok = err = cut = 0
     with ManifestWriter(out) as w:
-        retry = {t.id for t in tasks if t.id in w.error_ids} if retry_errors else set()
-        todo = [t for t in tasks if t.id not in w.done_ids or t.id in retry]
-        skipped = len(tasks) - len(todo)
-        if skipped or retry:
-            log.info("resuming: %d of %d clips already in %s%s", skipped, len(tasks), out,
-                     f"; retrying {len(retry)} whose last record is an error" if retry else "")
+        pending = _Pending(tasks, w, retry_errors)
         if engine == "ray":
             from captioner.ray_engine import caption_with_ray
 
-            records = caption_with_ray(cfg, todo)
+            records = caption_with_ray(cfg, pending)
         elif engine == "local":
-            records = DiffSWCaptioner(cfg, backend or build_backend(cfg.backend)).caption(todo)
+            records = DiffSWCaptioner(cfg, backend or build_backend(cfg.backend)).caption(list(pending))
         else:
             raise ValueError(f"--engine {engine!r}: use 'local' or 'ray'")
-        bar = tqdm(total=len(todo), desc=f"captioning ({cfg.run.mode})", unit="clip", disable=not progress)
+        bar = tqdm(total=pending.todo if pending.exhausted else None, desc=f"captioning ({cfg.run.mode})",
+                   unit="clip", disable=not progress)
         for rec in records:
             w.write(rec)
             if rec["status"] == "ok":
@@ -134,9 +160,12 @@ def run_captioner(cfg: CaptionerConfig, tasks: Iterable[ClipTask], out: str | Pa
             else:
                 err += 1
                 log.warning("%s: %s", rec["id"], rec["error"])
+            if bar.total is None and pending.exhausted:  # streamed: the total is known once the input is read
+                bar.total = pending.todo
             bar.update(1)
             bar.set_postfix(ok=ok, error=err)
         bar.close()
-    summary = RunSummary(str(out), len(tasks), ok, err, skipped, round(time.time() - t0, 2), len(retry), cut)
+    summary = RunSummary(str(out), pending.total, ok, err, pending.skipped, round(time.time() - t0, 2),
+                         pending.retried, cut)
     log.info("summary: %s", asdict(summary))
     return summary
