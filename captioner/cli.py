@@ -81,11 +81,11 @@ def _keyframes(a: argparse.Namespace) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     from captioner.config import load_captioner_config
-    from captioner.run import run_captioner, shard, tasks_from_manifest, tasks_from_videos
+    from captioner.run import iter_tasks_from_manifest, run_captioner, shard, tasks_from_videos
 
     overrides = list(a.overrides) + ([f"run.mode={a.mode}"] if a.mode else [])
     cfg = load_captioner_config(a.config, overrides)
-    tasks = tasks_from_videos(a.videos, a.out) if a.videos else tasks_from_manifest(a.manifest, a.out)
+    tasks = tasks_from_videos(a.videos, a.out) if a.videos else iter_tasks_from_manifest(a.manifest, a.out)
     tasks = shard(tasks, a.num_shards, a.shard_id)
     s = run_captioner(cfg, tasks, a.out, engine=a.engine, progress=not a.quiet, retry_errors=a.retry_errors)
     print(f"captioner run: {s}")

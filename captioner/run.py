@@ -13,6 +13,7 @@ still writes it refuses to start (:class:`clipio.manifest.ManifestLockedError`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from captioner.config import CaptionerConfig, build_backend
 from captioner.diffsw import ClipTask, DiffSWCaptioner
-from clipio.manifest import ManifestWriter, read_manifest, resolve_video
+from clipio.manifest import ManifestWriter, iter_latest, resolve_video
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif", ".flv", ".mpg", ".mpeg", ".ts", ".wmv"}
@@ -79,24 +80,30 @@ def tasks_from_videos(source: str | Path, out: str | Path) -> list[ClipTask]:
     return [ClipTask(i, p, _video_field(p, out)) for i, p in zip(ids, files)]
 
 
-def tasks_from_manifest(manifest: str | Path, out: str | Path) -> list[ClipTask]:
-    """The ``ok`` records of a manifest → tasks for their spans (ids and meta kept)."""
-    tasks = []
-    for rec in read_manifest(manifest):
+def iter_tasks_from_manifest(manifest: str | Path, out: str | Path) -> Iterator[ClipTask]:
+    """The ``ok`` records of a manifest (the last record of each id) → tasks for their spans (ids and meta
+    kept), read as they are used: a corpus manifest is never held in memory."""
+    for rec in iter_latest(manifest):
         if rec["status"] != "ok":
             continue
         p = resolve_video(manifest, rec)
         meta = {k: v for k, v in rec.get("meta", {}).items() if k not in ("captioner", "prompt_version")}
-        tasks.append(ClipTask(rec["id"], p, _video_field(p, Path(out)), float(rec.get("start") or 0.0),
-                              rec.get("end"), meta))
-    return tasks
+        yield ClipTask(rec["id"], p, _video_field(p, Path(out)), float(rec.get("start") or 0.0), rec.get("end"), meta)
 
 
-def shard(tasks: list[ClipTask], num_shards: int, shard_id: int) -> list[ClipTask]:
-    """Every ``num_shards``-th task from ``shard_id`` (stable given the same input)."""
+def tasks_from_manifest(manifest: str | Path, out: str | Path) -> list[ClipTask]:
+    """:func:`iter_tasks_from_manifest` as a list."""
+    return list(iter_tasks_from_manifest(manifest, out))
+
+
+def shard(tasks: Iterable[ClipTask], num_shards: int, shard_id: int) -> Iterable[ClipTask]:
+    """Every ``num_shards``-th task from ``shard_id`` (stable given the same input); a list stays a list, an
+    iterator stays lazy."""
     if num_shards < 1 or not 0 <= shard_id < num_shards:
         raise ValueError(f"--shard-id {shard_id} must be in [0, --num-shards {num_shards})")
-    return tasks[shard_id::num_shards]
+    if isinstance(tasks, list):
+        return tasks[shard_id::num_shards]
+    return itertools.islice(tasks, shard_id, None, num_shards)
 
 
 class _Pending:

@@ -73,6 +73,17 @@ def iter_manifest(path: str | os.PathLike, strict: bool = False) -> Iterator[dic
                 log.warning("%s:%d: skipping malformed line (%s)", path, n, e)
 
 
+def iter_latest(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The last record of every id, streamed (two passes: the first keeps only each id's last line number),
+    in the order of those last lines — for manifests too big to hold, where :func:`read_manifest` would."""
+    last: dict[str, int] = {}
+    for n, rec in enumerate(iter_manifest(path)):
+        last[rec["id"]] = n
+    for n, rec in enumerate(iter_manifest(path)):
+        if last.get(rec["id"]) == n:
+            yield rec
+
+
 def read_manifest(path: str | os.PathLike, strict: bool = False) -> list[dict[str, Any]]:
     """The records of a manifest, one per id: its last record, in the order ids first appear."""
     latest: dict[str, dict[str, Any]] = {}

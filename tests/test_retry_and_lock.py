@@ -14,8 +14,8 @@ import pytest
 
 from captioner.backends.oracle import OracleBackend
 from captioner.config import load_captioner_config
-from captioner.run import run_captioner, tasks_from_manifest
-from clipio.manifest import ManifestLockedError, ManifestWriter, iter_manifest, read_manifest
+from captioner.run import iter_tasks_from_manifest, run_captioner, shard, tasks_from_manifest
+from clipio.manifest import ManifestLockedError, ManifestWriter, iter_latest, iter_manifest, read_manifest
 from synthworld.dataset import write_synth_dataset
 
 ORACLE = Path(__file__).resolve().parents[1] / "captioner" / "presets" / "oracle.yaml"
@@ -61,6 +61,12 @@ def test_retry_errors_recaptions_only_the_failed_ids(synth, tmp_path):
     assert [r["id"] for r in latest] == [t.id for t in tasks]  # in the order ids first appear
     with ManifestWriter(out) as w:
         assert w.error_ids == set() and w.done_ids == {t.id for t in tasks}
+    # streamed (the CLI's way over a corpus manifest): the same last records, in the order of their last lines
+    streamed = list(iter_latest(out))
+    assert sorted(r["id"] for r in streamed) == sorted(r["id"] for r in latest) and all(r["status"] == "ok" for r in streamed)
+    assert [t.id for t in iter_tasks_from_manifest(out, out)] == [r["id"] for r in streamed]
+    lazy = shard(iter_tasks_from_manifest(out, out), 2, 1)
+    assert not isinstance(lazy, list) and [t.id for t in lazy] == [t.id for t in shard(tasks_from_manifest(out, out), 2, 1)]
 
 
 def test_a_second_writer_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path):
