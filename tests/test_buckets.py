@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import tiny_overrides
 from safetensors.torch import load_file
 
@@ -113,7 +112,6 @@ def test_a_mixed_set_trains_from_the_cache_and_samples_every_bucket_at_its_shape
     assert r.returncode == 0, r.stderr[-2000:]
     with open_video(out) as v:
         assert (v.info.width, v.info.height) == (44, 24)
-    assert torch.is_tensor(next(iter(lat.values())))
 
 
 def test_a_bucketed_run_resumes_exactly_on_two_processes(mixed, tmp_path):

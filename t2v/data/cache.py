@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from t2v.config import RunConfig
-from t2v.data.dataset import ManifestClipDataset, assign_buckets, ok_records, training_samples
+from t2v.data.dataset import ManifestClipDataset, manifest_samples
 from t2v.models.build import text_dtype
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,8 @@ def config_samples(cfg: RunConfig) -> list[dict]:
     from t2v.data.buckets import bucket_grid, enabled
 
     d = cfg.data
-    samples = training_samples(ok_records(d.manifest, d.caption_field), d.caption_field, d.num_frames, d.fps,
-                               d.window_captions)
-    if enabled(cfg):
-        assign_buckets(samples, Path(d.manifest), bucket_grid(cfg), d.fps)
-    return samples
+    return manifest_samples(Path(d.manifest), d.caption_field, d.num_frames, d.fps, d.window_captions,
+                            bucket_grid(cfg) if enabled(cfg) else None)[1]
 
 
 def sample_ids(cfg: RunConfig) -> list[str]:

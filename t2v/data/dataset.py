@@ -132,6 +132,16 @@ def assign_buckets(samples: list[dict], manifest: Path, buckets: list, fps: floa
         s["bucket"] = assign(buckets, w, h, s["end"] - s["start"], fps)
 
 
+def manifest_samples(manifest: Path, caption_field: str, num_frames: int, fps: float, window_captions: str = "require",
+                     buckets: list | None = None) -> tuple[list[dict], list[dict]]:
+    """A manifest's usable records and their training samples (each with its bucket when ``buckets`` is given)."""
+    records = ok_records(manifest, caption_field)
+    samples = training_samples(records, caption_field, num_frames, fps, window_captions)
+    if buckets:
+        assign_buckets(samples, manifest, buckets, fps)
+    return records, samples
+
+
 class ManifestClipDataset(Dataset):
     """Decodes each sample's span on the fly: ``{"id", "video" (3, F, H, W) in [−1, 1], "caption"}`` — F × S × S,
     or the shape of its bucket when ``buckets`` (a list of :class:`~t2v.data.buckets.Bucket`) is given."""
@@ -139,10 +149,8 @@ class ManifestClipDataset(Dataset):
     def __init__(self, manifest: str | Path, caption_field: str, num_frames: int, fps: float, size: int,
                  window_captions: str = "require", buckets: list | None = None):
         self.manifest = Path(manifest)
-        self.records = ok_records(self.manifest, caption_field)
-        self.samples = training_samples(self.records, caption_field, num_frames, fps, window_captions)
-        if buckets:
-            assign_buckets(self.samples, self.manifest, buckets, fps)
+        self.records, self.samples = manifest_samples(self.manifest, caption_field, num_frames, fps, window_captions,
+                                                      buckets)
         self.caption_field, self.num_frames, self.fps, self.size = caption_field, num_frames, fps, size
 
     def __len__(self) -> int:
