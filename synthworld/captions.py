@@ -48,6 +48,10 @@ SPEED_PHRASES: dict[str, list[str]] = {
     "quickly": ["quickly", "fast", "at a quick pace"],
 }
 SIZE_WORDS: dict[str, list[str]] = {"small": ["small", "small"], "large": ["large", "big"]}
+# event verbs that a caption reader (synthworld.score.caption_parse) looks for
+START_VERBS = ["starts moving", "begins to move", "starts sliding"]  # a resting object starts to move
+TURN_VERBS = ["turns and moves", "changes direction and heads"]  # a moving object changes direction
+APPEAR_VERBS = ["appears", "pops up"]
 
 
 def _rng(spec: SceneSpec, purpose: str) -> random.Random:
@@ -145,17 +149,17 @@ def _event_phrases(spec: SceneSpec, t0: float, t1: float, rng: random.Random) ->
         where = rng.choice(REGION_PHRASES[region_of(after.x, after.y)])
         if e.kind == "move":
             if before is not None and before.direction:
-                verb = rng.choice(["turns and moves {m}", "changes direction and heads {m}"])
+                verb = rng.choice(TURN_VERBS)
             else:
-                verb = rng.choice(["starts moving {m}", "begins to move {m}", "starts sliding {m}"])
-            clause = f"{the} {verb.format(m=_motion(e.direction, e.speed, rng))}"
+                verb = rng.choice(START_VERBS)
+            clause = f"{the} {verb} {_motion(e.direction, e.speed, rng)}"
         elif e.kind == "stop":
             clause = f"{the} {rng.choice(['stops', 'comes to a halt', 'stops moving'])} {where}"
         elif e.kind == "colour":
             clause = f"{the} " + rng.choice([f"turns {e.colour}", f"changes colour from {colour} to {e.colour}",
                                              f"switches to {e.colour}"])
         elif e.kind == "appear":
-            clause = f"{_noun(spec, e.obj, after.colour, rng)} {rng.choice(['appears', 'pops up'])} {where}"
+            clause = f"{_noun(spec, e.obj, after.colour, rng)} {rng.choice(APPEAR_VERBS)} {where}"
         else:
             clause = f"{the} {rng.choice(['disappears', 'vanishes', 'disappears from view'])}"
         out.append((e.t, clause))

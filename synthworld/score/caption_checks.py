@@ -17,15 +17,22 @@ _KIND_WORDS = {
 }
 
 
+def sentences(text: str) -> list[str]:
+    """A caption's sentences (split after each full stop)."""
+    return re.split(r"(?<=\.)\s+", text.strip())
+
+
+def sentence_time(sentence: str) -> float | None:
+    """The second a dense caption's sentence says it happens at (``At 1.5s, …``, ``Right from the start, …``)."""
+    if re.match(r"(?:Right from the start|Immediately)\b", sentence):
+        return 0.0
+    m = re.match(r"(?:Then at|At) (\d+(?:\.\d+)?)s\b", sentence)
+    return float(m[1]) if m else None
+
+
 def timed_sentences(dense: str) -> list[tuple[float, str]]:
     """``(time, sentence)`` for every sentence of a dense caption that states when it happens."""
-    out = []
-    for s in re.split(r"(?<=\.)\s+", dense):
-        if re.match(r"(?:Right from the start|Immediately)\b", s):
-            out.append((0.0, s))
-        elif m := re.match(r"(?:Then at|At) (\d+(?:\.\d+)?)s\b", s):
-            out.append((float(m[1]), s))
-    return out
+    return [(t, s) for s in sentences(dense) if (t := sentence_time(s)) is not None]
 
 
 def caption_names_events(spec: SceneSpec, dense: str, tol: float) -> list[tuple[Event, bool]]:

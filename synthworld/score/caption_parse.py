@@ -21,12 +21,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from synthworld.captions import DIRECTION_PHRASES, REGION_PHRASES
-from synthworld.score.caption_checks import timed_sentences
+from synthworld.captions import (
+    APPEAR_VERBS,
+    DIRECTION_PHRASES,
+    REGION_PHRASES,
+    SIZE_WORDS,
+    START_VERBS,
+    TURN_VERBS,
+)
+from synthworld.score.caption_checks import sentence_time, sentences
 from synthworld.spec import BACKGROUNDS, COLOURS, SHAPES, SceneSpec
 
 ATTRIBUTES = ("colour", "shape", "size", "region", "direction")
-_SIZE = {"small": "small", "large": "large", "big": "large"}
+_SIZE = {w: size for size, words in SIZE_WORDS.items() for w in words}  # "big" -> large
 
 
 def _alt(words) -> str:
@@ -39,10 +46,9 @@ _DIRECTION_OF_PHRASE = {p: d for d, ps in DIRECTION_PHRASES.items() for p in ps}
 _COLOUR, _SHAPE = _alt(COLOURS), _alt(SHAPES)
 _NOUN = rf"\ba (?P<size>{_alt(_SIZE)}) (?P<colour>{_COLOUR}) (?P<shape>{_SHAPE})"
 _PLACED = re.compile(rf"{_NOUN} (?P<where>{_alt(_REGION_OF_PHRASE)})")
-_APPEARS = re.compile(rf"{_NOUN} (?:appears|pops up) (?P<where>{_alt(_REGION_OF_PHRASE)})")
+_APPEARS = re.compile(rf"{_NOUN} (?:{_alt(APPEAR_VERBS)}) (?P<where>{_alt(_REGION_OF_PHRASE)})")
 _THE = rf"\bthe (?P<colour>{_COLOUR}) (?P<shape>{_SHAPE})"
-_MOVES = re.compile(rf"{_THE} (?:starts moving|begins to move|starts sliding|turns and moves|"
-                    rf"changes direction and heads) (?P<way>{_alt(_DIRECTION_OF_PHRASE)})(?![a-z])")
+_MOVES = re.compile(rf"{_THE} (?:{_alt(START_VERBS + TURN_VERBS)}) (?P<way>{_alt(_DIRECTION_OF_PHRASE)})(?![a-z])")
 _RECOLOURS = re.compile(rf"{_THE} (?:turns|switches to|changes colour from (?:{_COLOUR}) to) (?P<new>{_COLOUR})\b")
 _CLAUSES = (("appear", _APPEARS), ("move", _MOVES), ("colour", _RECOLOURS))
 _BACKGROUND = re.compile(rf"\b(?P<bg>{_alt(BACKGROUNDS)}) (?:background|backdrop)\b")
@@ -66,14 +72,13 @@ class ParsedCaption:
 
 def parse_dense(text: str) -> ParsedCaption:
     """Read a dense caption back into a background, its objects and their first directions (see module doc)."""
-    sentences = re.split(r"(?<=\.)\s+", text.strip())
-    opening = sentences[0] if sentences else ""
+    opening, *later = sentences(text)
     bg = _BACKGROUND.search(opening)
     objects = [ParsedObject(m["colour"], m["shape"], _SIZE[m["size"]], _REGION_OF_PHRASE[m["where"]],
                             names={f"{m['colour']} {m['shape']}"}) for m in _PLACED.finditer(opening)]
     # the rest in the order of their times (a caption may not list them in order), untimed ones last;
     # within a sentence, clauses in text order
-    rest = sorted(sentences[1:], key=lambda s: next((t for t, _ in timed_sentences(s)), float("inf")))
+    rest = sorted(later, key=lambda s: t if (t := sentence_time(s)) is not None else float("inf"))
     for s in rest:
         found = sorted(((m.start(), kind, m) for kind, rx in _CLAUSES for m in rx.finditer(s)), key=lambda c: c[0])
         for _, kind, m in found:
