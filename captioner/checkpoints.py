@@ -23,6 +23,7 @@ SHIPPED = {
     "openai/clip-vit-large-patch14-336": "clip-vit-large-patch14-336",
 }
 TINY_VLM = "tiny-vlm"  # tiny-local.yaml's folder, made by `captioner tiny-vlm`
+MINIATURE = ("train", "model")  # mini-fast/mini-diffsw's folder: OUT/train/model of `captioner miniature --out OUT`
 LOCAL_ROOTS = ("ckpts", "runs")  # the folders the presets and docs use for local models: never hub ids
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -36,6 +37,9 @@ def how_to_get(path: str) -> str:
     name = Path(path).name
     if name == TINY_VLM:
         return f"captioner tiny-vlm --out {path}"
+    if Path(path).parts[-2:] == MINIATURE:
+        out = Path(path).parent.parent
+        return "make captioner" if out == Path("runs/captioner") else f"captioner miniature --out {out}"
     for hub_id, folder in SHIPPED.items():
         if path == hub_id:
             return f"hf download {hub_id} --local-dir ckpts/{folder}   # then point the key at ckpts/{folder}"

@@ -10,6 +10,12 @@
     captioner recaption  --config YAML "short prompt" ...
     captioner clip-summary MANIFEST --id ID --start S --end S --config YAML
     captioner tiny-vlm   --out DIR      (a tiny random LLaVA folder for captioner/presets/tiny-local.yaml)
+    captioner train      [--quiet --no-resume] CONFIG [key=value ...]   (fine-tune a VLM into a captioner on a manifest's annotations;
+                         accelerate launch ... -m captioner.cli train CONFIG for DDP/FSDP; resumes its output folder)
+    captioner mini-vlm   --annotations MANIFEST --out DIR   (the untrained miniature ShareCaptioner, its tokenizer
+                         fitted to the annotations: a model.path for `captioner train mini`)
+    captioner miniature  --out DIR [--clips N --heldout N]   (the miniature ShareCaptioner: annotate, build, train,
+                         measure against ground truth; what `make captioner` runs)
     captioner probe      VIDEO ...      (metadata, and whether it decodes)
 """
 
@@ -106,8 +112,10 @@ def _split(a: argparse.Namespace) -> int:
 def _recaption(a: argparse.Namespace) -> int:
     from captioner.config import build_backend, load_captioner_config
     from captioner.modes import recaption
+    from captioner.prompting import PromptSet
 
-    for text in recaption(a.prompts, build_backend(load_captioner_config(a.config).backend), duration=a.seconds):
+    cfg = load_captioner_config(a.config)
+    for text in recaption(a.prompts, build_backend(cfg.backend), duration=a.seconds, prompts=PromptSet(cfg.run.prompts)):
         print(text)
     return 0
 
@@ -116,6 +124,32 @@ def _tiny_vlm(a: argparse.Namespace) -> int:
     from captioner.backends.tiny_vlm import build_tiny_llava
 
     print(f"tiny LLaVA (random weights) saved to {build_tiny_llava(a.out, seed=a.seed)}")
+    return 0
+
+
+def _train(a: argparse.Namespace) -> int:
+    from captioner.training.config import load_train_config
+    from captioner.training.train import train_captioner
+
+    summary = train_captioner(load_train_config(a.config, a.overrides), resume=not a.no_resume, progress=not a.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def _mini_vlm(a: argparse.Namespace) -> int:
+    from captioner.training.miniature import build_miniature
+    from captioner.training.train import load_records
+
+    print(f"untrained miniature ShareCaptioner saved to {build_miniature(a.out, load_records(a.annotations), seed=a.seed)}")
+    return 0
+
+
+def _miniature(a: argparse.Namespace) -> int:
+    from captioner.training.miniature import run_miniature
+
+    report = run_miniature(a.out, num_clips=a.clips, num_heldout=a.heldout, overrides=a.overrides)
+    print(report.read_text())
+    print(f"report: {report} (and {report.with_suffix('.png')})")
     return 0
 
 
@@ -128,7 +162,10 @@ def _clip_summary(a: argparse.Namespace) -> int:
     if rec is None:
         print(f"captioner clip-summary: no record with id {a.id!r} in {a.manifest}", file=sys.stderr)
         return 2
-    print(clip_summary(rec, a.start, a.end, build_backend(load_captioner_config(a.config).backend)))
+    from captioner.prompting import PromptSet
+
+    cfg = load_captioner_config(a.config)
+    print(clip_summary(rec, a.start, a.end, build_backend(cfg.backend), prompts=PromptSet(cfg.run.prompts)))
     return 0
 
 
@@ -175,6 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_tiny_vlm)
+
+    s = sub.add_parser("train", help="fine-tune a VLM into a captioner (four modes) on a manifest's annotations")
+    s.add_argument("config", help="a YAML file or a preset of captioner/training/presets: mini, qwen2.5-vl-7b-lora")
+    s.add_argument("--no-resume", action="store_true", help="start afresh even if the output folder has checkpoints")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=100")
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("mini-vlm", help="save the untrained miniature ShareCaptioner, fitted to an annotated manifest")
+    s.add_argument("--annotations", type=Path, required=True, help="a manifest of annotations (its captions)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_mini_vlm)
+
+    s = sub.add_parser("miniature", help="the miniature ShareCaptioner end to end, measured against ground truth")
+    s.add_argument("--out", type=Path, default=Path("runs/captioner"))
+    s.add_argument("--clips", type=int, default=2000, help="annotated training clips")
+    s.add_argument("--heldout", type=int, default=100, help="held-out clips it is measured on")
+    s.add_argument("overrides", nargs="*", help="key=value overrides of the training preset (mini)")
+    s.set_defaults(func=_miniature)
 
     s = sub.add_parser("clip-summary", help="dense caption of a sub-span of a captioned clip (no decoding)")
     s.add_argument("manifest", type=Path)

@@ -11,6 +11,8 @@ import yaml
 
 from clipio.config import ConfigError, apply_overrides, from_dict, load_yaml_mapping, resolve_config
 
+CAPTIONER_YAML = "captioner.yaml"  # in a trained captioner's folder: the captioner config it was trained for
+
 
 @dataclass
 class KeyframeConfig:
@@ -135,8 +137,18 @@ class CaptionerConfig:
 
 
 def load_captioner_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CaptionerConfig:
-    """Defaults ← YAML (a path, or a preset name: ``oracle``) ← ``key=value`` overrides, strictly (unknown keys and wrong types name the key)."""
-    d = load_yaml_mapping(resolve_config(path, "captioner.presets")) if path is not None else {}
+    """Defaults ← YAML (a path, or a preset name: ``oracle``) ← ``key=value`` overrides, strictly (unknown keys and wrong types name the key).
+
+    ``path`` may also be a trained captioner's folder (``captioner train``'s ``OUTPUT/model``): its
+    ``captioner.yaml`` — the settings it was trained for — with ``backend.path`` set to the folder."""
+    if path is not None and Path(path).is_dir():
+        if not (Path(path) / CAPTIONER_YAML).is_file():
+            raise ConfigError(f"{path} is a folder without {CAPTIONER_YAML}: name a captioner config (a YAML file or "
+                              "a preset), or a model folder written by `captioner train`")
+        d = load_yaml_mapping(Path(path) / CAPTIONER_YAML)
+        d.setdefault("backend", {}).update(kind="hf", path=str(path))
+    else:
+        d = load_yaml_mapping(resolve_config(path, "captioner.presets")) if path is not None else {}
     apply_overrides(d, overrides or [])
     cfg = from_dict(CaptionerConfig, d)
     for name, value, options in [("backend.kind", cfg.backend.kind, ("oracle", "hf", "openai")),

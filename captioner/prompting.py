@@ -63,7 +63,7 @@ class PromptSet:
     """The prompts of every task, from ``folder`` (default: the packaged ones)."""
 
     def __init__(self, folder: str | Path | None = None):
-        self.folder = Path(folder) if folder else PROMPT_DIR
+        self.folder = resolve_prompts(folder)
         self.prompts: dict[str, Prompt] = {}
         for task in PROMPT_TASKS:
             path = self.folder / f"{task}.txt"
@@ -116,6 +116,20 @@ class PromptSet:
     def recaption(self, prompt: str, duration: float) -> ChatRequest:
         v = {"prompt": prompt, "duration": duration}
         return self._request("recaption", [], v, v)
+
+
+def resolve_prompts(folder: str | Path | None) -> Path:
+    """A prompt folder: ``folder`` itself, or — a bare name such as ``compact`` — the packaged set
+    ``captioner/prompts/<name>/``; None: the packaged default prompts."""
+    if not folder:
+        return PROMPT_DIR
+    path = Path(folder)
+    if path.is_dir():
+        return path
+    if path.parent == Path(".") and (PROMPT_DIR / path.name).is_dir():
+        return PROMPT_DIR / path.name
+    sets = sorted(p.name for p in PROMPT_DIR.iterdir() if p.is_dir())
+    raise ValueError(f"run.prompts={str(folder)!r}: no such folder, nor a packaged prompt set ({', '.join(sets)})")
 
 
 def fmt_t(t: float) -> str:

@@ -13,6 +13,8 @@ samples/s and tokens/s per device, memory peak, MFU where the GPU's peak is know
   shipped launch config (one GPU: a mesh of one), then ``--resume latest`` of the sharded run;
 - Latte with xformers attention when xformers is installed;
 - ``t2v generate`` on the GPU in bf16, with ``--offload`` and with ``--vae-slicing --vae-tiling``;
+- the captioner: oracle annotations of the synth clips → the miniature ShareCaptioner → ``captioner train mini``
+  on the GPU (bf16 mixed precision) → ``captioner run --mode fast`` with the trained folder on the GPU;
 - a few steps of ``dit-b-256`` at full size (Wan VAE, UMT5-XXL in bf16) when ``ckpts/wan2.1-1.3b`` is there
   (``huggingface-cli download Wan-AI/Wan2.1-T2V-1.3B-Diffusers --local-dir ckpts/wan2.1-1.3b``).
 
@@ -142,7 +144,29 @@ def main(argv: list[str] | None = None) -> int:
     check("generate_vae_slicing_tiling", [*gen, "--vae-slicing", "--vae-tiling",
                                           "--out", str(out / "videos" / "tiled.mp4")])
 
-    # 4. the GPU preset at full size, a few steps, when its public checkpoint has been downloaded
+    # 4. the captioner: annotate, build the miniature, train it on the device, caption with it on the device
+    ann, mini, ctrain = out / "annotations.jsonl", out / "mini-untrained", out / "captioner-train"
+    cap = [str(BIN / "captioner")]
+    ok = check("captioner_annotate", [*cap, "run", "--manifest", str(data / "manifest.jsonl"), "--out", str(ann),
+                                      "--config", "oracle", "--quiet"])
+    ok = ok and check("captioner_mini_vlm", [*cap, "mini-vlm", "--annotations", str(ann), "--out", str(mini)])
+
+    def captioner_summary() -> dict:
+        s = json.loads((ctrain / "train_summary.json").read_text())
+        return {k: s[k] for k in ("steps", "final_loss", "seconds", "processes")}
+
+    ok = ok and check("captioner_train", [*cap, "train", "--quiet", "mini", f"data.manifest={ann}",
+                                          f"model.path={mini}", f"train.output_dir={ctrain}", "data.val_clips=2",
+                                          f"train.max_steps={steps}", "train.batch_size=4", "train.val_every=0",
+                                          "train.val_max_new_tokens=16",
+                                          f"train.mixed_precision={'bf16' if report['bf16'] else repr('no')}"],
+                      measure=captioner_summary)
+    check("captioner_run_fast", [*cap, "run", "--manifest", str(data / "manifest.jsonl"), "--out",
+                                 str(out / "captions-learned.jsonl"), "--config", str(ctrain / "model"), "--quiet",
+                                 f"backend.device={a.device}", "backend.max_new_tokens=16"],
+          skip=None if ok else "captioner_train failed")
+
+    # 5. the GPU preset at full size, a few steps, when its public checkpoint has been downloaded
     ckpts = ROOT / "ckpts" / "wan2.1-1.3b"
     no_ckpts = None if gpu and ckpts.is_dir() else (f"{ckpts} is not there (the Wan VAE and UMT5-XXL)" if gpu
                                                     else "the full-size preset needs a GPU")

@@ -9,7 +9,7 @@
     t2v plan      --config YAML [--gpus 8 --gpu-mem 80 --nodes 1] [key=value ...]
     t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
     t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --device D ...]
-    t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100]   (`make experiment`)
+    t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100 --captioner DIR]   (`make experiment`)
     t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 50]   (`make demo`)
 
 --config takes a YAML file or a preset name (tiny, dit-b-256, wan-1.3b-finetune; captioner: oracle, …).
@@ -90,11 +90,13 @@ def _generate(a: argparse.Namespace) -> int:
     if a.recaption:  # short prompt -> the dense caption style the model was trained on
         from captioner.config import build_backend, load_captioner_config
         from captioner.modes import recaption
+        from captioner.prompting import PromptSet
         from t2v.generate import load_pipeline, training_fps
 
         pipe = load_pipeline(a.model)  # only its config is read here
         seconds = (a.frames or pipe.transformer.config.sample_frames) / training_fps(a.model)
-        prompts = recaption(prompts, build_backend(load_captioner_config(a.recaption).backend), duration=seconds)
+        ccfg = load_captioner_config(a.recaption)
+        prompts = recaption(prompts, build_backend(ccfg.backend), duration=seconds, prompts=PromptSet(ccfg.run.prompts))
         for p in prompts:
             print(f"recaptioned: {p}")
     paths = generate(a.model, prompts, a.out, num_frames=a.frames, height=a.height, width=a.width, steps=steps,
@@ -154,7 +156,7 @@ def _experiment(a: argparse.Namespace) -> int:
     from t2v.experiment import run_experiment
 
     report = run_experiment(a.out, a.config, num_clips=a.num_clips, minutes=a.minutes, num_prompts=a.num_prompts,
-                            vae_steps=a.vae_steps, vae_crop=a.vae_crop, overrides=a.overrides)
+                            vae_steps=a.vae_steps, vae_crop=a.vae_crop, overrides=a.overrides, captioner=a.captioner)
     print((report / "report.md").read_text())
     print(f"report: {report / 'report.html'}")
     return 0
@@ -290,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--negative-prompt", default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fps", type=float, default=None, help="playback fps (default: the training fps)")
-    s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER_CONFIG",
-                   help="first expand each prompt into a dense caption with this captioner config's backend "
-                        "(a file or a preset name: oracle)")
+    s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER",
+                   help="first expand each prompt into a dense caption with this captioner: a config (a file or a "
+                        "preset name: oracle) or a trained captioner's folder (captioner train's OUTPUT/model)")
     s.add_argument("--lora", type=Path, default=None, metavar="DIR",
                    help="apply a LoRA folder (a LoRA run's lora/, or any diffusers Wan LoRA) to the transformer; "
                         "for a pipeline of its base model")
@@ -302,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("experiment", help="short vs dense captions: captioner → two trainings → compare → report")
     _end_to_end_args(s, "runs/experiment", num_prompts=100)
-    s.add_argument("--minutes", type=float, default=15.0, help="training budget of each of the two models")
+    s.add_argument("--minutes", type=float, default=15.0, help="training budget of each model")
+    s.add_argument("--captioner", default=None, metavar="CAPTIONER",
+                   help="a third arm: the same clips captioned by this captioner (a trained captioner's folder, "
+                        "e.g. runs/captioner/train/model, or a captioner config) train a third model")
     s.set_defaults(func=_experiment)
 
     s = sub.add_parser("demo", help="the whole loop offline on CPU: data → VAE → cache → train → generate → report")

@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from synthworld.dataset import World
+from synthworld.dataset import DEMO_WORLD, World  # noqa: F401 (DEMO_WORLD: t2v.demo.DEMO_WORLD as before)
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,6 @@ log = logging.getLogger(__name__)
 # estimated from the probe directly (steps × s/step).
 REFERENCE_STEP_S = 0.56
 REFERENCE_SECONDS = {"synth": 50, "vae": 314, "cache": 38, "generate": 4, "eval": 32}
-
-# The demo's world: one shape per clip that starts moving within 0.5 s (then nothing else happens).
-# On the full world (up to 3 shapes × 3 events) the tiny model learns colour within the demo's
-# budget but not where shapes are or which way they move; on this one it learns all three
-# (docs/does-it-learn.md, "Direction is learned — from clips that move"). Any world is one `t2v synth` away.
-DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)
 
 
 def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_clips: int = 1000,

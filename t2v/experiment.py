@@ -4,6 +4,11 @@
     → one VAE → two trainings, identical but for ``data.caption_field`` (short | dense)
     → ``t2v compare`` on held-out dense prompts → report.html / report.md / report.json
 
+With ``captioner`` (a trained captioner: ``captioner train``'s ``OUTPUT/model``, or any captioner config) a
+third arm closes the paper's loop: the same clips captioned by that captioner (``data/captions-learned.jsonl``)
+train a third model ("learned", its dense captions), so the report shows short vs oracle dense vs learned
+dense — what distilling the annotator into a fast captioner costs the T2V model.
+
 Each step is skipped when its output exists, so an interrupted experiment resumes (a killed
 training resumes from its last checkpoint).
 """
@@ -25,7 +30,8 @@ ORACLE_CONFIG = "oracle"  # the captioner preset shipped as package data
 def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "tiny",
                    num_clips: int = 1000, minutes: float = 15.0, num_prompts: int = 100, vae_steps: int = 1000,
                    vae_crop: int = 0,
-                   overrides: list[str] | None = None, world: World = DEMO_WORLD) -> Path:
+                   overrides: list[str] | None = None, world: World = DEMO_WORLD,
+                   captioner: str | Path | None = None) -> Path:
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest
     from synthworld.dataset import write_synth_dataset
@@ -41,8 +47,11 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     t0 = time.time()
     captions = out / "data" / "captions.jsonl"
 
+    learned = out / "data" / "captions-learned.jsonl"
+
     def cfg_for(field: str):
-        return load_config(config, [f"data.manifest={captions}", f"data.caption_field={field}",
+        manifest, caption_field = (learned, "dense") if field == "learned" else (captions, field)
+        return load_config(config, [f"data.manifest={manifest}", f"data.caption_field={caption_field}",
                                     f"vae.path={out / 'vae'}", f"train.output_dir={out / field}",
                                     # equal time, not equal steps: the preset's step count is lifted
                                     f"train.max_minutes={minutes}", f"train.max_steps={10**6}", *(overrides or [])])
@@ -61,6 +70,13 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     cap = run_captioner(ccfg, tasks_from_manifest(synth.manifest, captions), captions)
     if cap.error:
         log.warning("captioner: %d clips failed (see the error records in %s)", cap.error, captions)
+    arms = ["short", "dense"]
+    if captioner is not None:  # the same clips, captioned by the learned captioner
+        lcap = run_captioner(load_captioner_config(captioner), tasks_from_manifest(synth.manifest, learned), learned)
+        if lcap.error:
+            log.warning("learned captioner: %d clips failed; the learned arm trains without them (error records "
+                        "in %s)", lcap.error, learned)
+        arms.append("learned")
     stamp("data+captions", s)
     # 2. one VAE for both models
     s = time.time()
@@ -73,7 +89,7 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     stamp("vae", s)
     # 3. two trainings, identical but for the caption field
     pipelines = {}
-    for field in ("short", "dense"):
+    for field in arms:
         s = time.time()
         cfg = cfg_for(field)
         build_cache(cfg, build_vae(cfg), build_text_encoder(cfg))
@@ -87,9 +103,10 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     if not prompts.is_file():
         write_heldout_prompts(prompts, num_prompts, seconds, "dense", train_manifest=captions)
     report_dir = out / "report"
-    compare_models([pipelines["short"], pipelines["dense"]], prompts, report_dir, names=["short", "dense"],
+    command = f"t2v experiment --out {out} --minutes {minutes} --num-clips {num_clips} --num-prompts {num_prompts}"
+    compare_models([pipelines[a] for a in arms], prompts, report_dir, names=arms,
                    steps=base.sample.steps, guidance=base.sample.guidance,
-                   command=f"t2v experiment --out {out} --minutes {minutes} --num-clips {num_clips} --num-prompts {num_prompts}")
+                   command=command + (f" --captioner {captioner}" if captioner is not None else ""))
     stamp("compare", s)
     (out / "times.json").write_text(json.dumps({**times, "total": round(time.time() - t0, 1)}, indent=1))
     log.info("experiment: report in %s (total %.0f s)", report_dir / "report.html", time.time() - t0)

@@ -27,7 +27,17 @@ def _embedder(cfg):
 
 
 def test_every_preset_is_covered_here():
-    assert {p.stem for p in PRESETS.glob("*.yaml")} == {"oracle", "tiny-local", "qwen2.5-vl-7b", "openai"}
+    assert {p.stem for p in PRESETS.glob("*.yaml")} == {"oracle", "tiny-local", "qwen2.5-vl-7b", "openai",
+                                                        "mini-fast", "mini-diffsw"}
+
+
+@pytest.mark.parametrize("name", ["mini-fast", "mini-diffsw"])
+def test_the_miniature_presets_say_how_to_make_their_model(workdir, name):
+    """They name the trained miniature ShareCaptioner (`make captioner`; built and tested in test_captioner_train)."""
+    cfg = load_captioner_config(name)
+    assert cfg.run.prompts == "compact" and cfg.backend.kind == "hf"
+    with pytest.raises(CheckpointNotFoundError, match="make captioner"):
+        build_backend(cfg.backend)
 
 
 def test_oracle_builds_offline(workdir):

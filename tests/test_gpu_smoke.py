@@ -21,7 +21,8 @@ def test_gpu_smoke_script_runs_its_cpu_checks(tmp_path):
     assert r.returncode == 0 and report["failed"] == [], r.stdout[-4000:]
     checks = report["checks"]
     for name in ("synth", "cache", "train_one_device", "train_fsdp", "train_fsdp_half", "train_fsdp_resume_latest",
-                 "generate", "generate_vae_slicing_tiling"):
+                 "generate", "generate_vae_slicing_tiling", "captioner_annotate", "captioner_mini_vlm",
+                 "captioner_train", "captioner_run_fast"):
         assert checks[name]["status"] == "ok", name
     assert checks["generate_offload"]["status"] == "skipped" and "GPU" in checks["generate_offload"]["why"]
     assert checks["train_fsdp"]["parallel"] == "fsdp" and checks["train_fsdp"]["world_size"] == 2
@@ -29,6 +30,10 @@ def test_gpu_smoke_script_runs_its_cpu_checks(tmp_path):
     assert checks["train_one_device"]["throughput"]["memory_peak_gb"] > 0
     assert 0 < checks["train_one_device"]["plan_total_gb"] < 1  # the plan of the same config, beside it
     assert (tmp_path / "videos" / "plain.mp4").is_file()
+    assert checks["captioner_train"]["steps"] == 4 and checks["captioner_train"]["processes"] == 1
+    learned = [json.loads(ln) for ln in (tmp_path / "captions-learned.jsonl").read_text().splitlines()]
+    assert len(learned) == 8  # a 4-step model may end an answer at once: an error record, never a lost clip
+    assert all(r["meta"]["mode"] == "fast" if r["status"] == "ok" else "empty answer" in r["error"] for r in learned)
     lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]  # one JSON line per check
     assert [ln["check"] for ln in lines if "check" in ln] == list(checks)
     assert checks["train_dit_b_256"]["status"] == "skipped"

@@ -275,19 +275,27 @@ def test_compare_same_prompts_and_seeds_for_every_model(trained, tiny_manifest, 
 
 
 def test_experiment_runs_end_to_end_at_toy_scale(tmp_path):
-    """`make experiment` wiring: captioner (oracle) → short and dense trainings → compare → report."""
+    """`make experiment` wiring: captioner (oracle) → short and dense trainings, and a third arm on the captions of
+    another captioner (here the oracle in fast mode) → compare (every pair) → report."""
     out = tmp_path / "exp"
+    fast = tmp_path / "oracle-fast.yaml"
+    fast.write_text("backend:\n  kind: oracle\nkeyframes:\n  interval: 0.5\n  threshold: 1.0\nrun:\n  mode: fast\n")
     r = run([str(BIN / "t2v"), "experiment", "--out", str(out), "--num-clips", "6", "--num-prompts", "2", "--vae-steps", "3",
-             "--config", TINY, "train.max_steps=2", "train.batch_size=2", "data.size=32", "data.num_frames=4",
-             "model.num_layers=1", "train.checkpoint_every=100"])
+             "--config", TINY, "--captioner", str(fast), "train.max_steps=2", "train.batch_size=2", "data.size=32",
+             "data.num_frames=4", "model.num_layers=1", "train.checkpoint_every=100"])
     captions = [json.loads(line) for line in (out / "data" / "captions.jsonl").read_text().splitlines()]
     assert len(captions) == 6 and all(c["meta"]["captioner"] == "oracle" for c in captions)
     for field in ("short", "dense"):
         cfg = (out / field / "pipeline" / "t2v_config.yaml").read_text()
         assert f"caption_field: {field}" in cfg
+    learned = [json.loads(line) for line in (out / "data" / "captions-learned.jsonl").read_text().splitlines()]
+    assert len(learned) == 6 and all(c["meta"]["mode"] == "fast" for c in learned)
+    assert "captions-learned.jsonl" in (out / "learned" / "pipeline" / "t2v_config.yaml").read_text()
     rep = json.loads((out / "report" / "report.json").read_text())
-    assert [m["name"] for m in rep["models"]] == ["short", "dense"]
-    assert [m["caption_field"] for m in rep["models"]] == ["short", "dense"]
+    assert [m["name"] for m in rep["models"]] == ["short", "dense", "learned"]
+    assert [m["caption_field"] for m in rep["models"]] == ["short", "dense", "dense"]
+    assert {(d["a"], d["b"]) for d in rep["differences"]} == {("short", "dense"), ("short", "learned"),
+                                                              ("dense", "learned")}
     assert (out / "report" / "report.html").is_file() and "report.html" in r.stdout
 
 

@@ -115,6 +115,18 @@ class HFBackend:
                              f"{e} (flash_attention_2 needs a CUDA GPU and `pip install flash-attn`; "
                              "'sdpa' and 'eager' work everywhere)") from e
 
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, max_new_tokens: int = 256, batch_size: int = 8,
+                   max_pixels: int | None = None) -> HFBackend:
+        """A backend around a model and processor already in memory (a model being trained: its validation
+        captions go through exactly the prompts, padding and decoding a loaded folder gets)."""
+        self = cls.__new__(cls)
+        self.path, self.device, self.dtype, self.device_map = "<in memory>", str(model.device), str(model.dtype), None
+        self.max_new_tokens, self.batch_size, self.do_sample = max_new_tokens, batch_size, False
+        self.max_pixels, self.min_pixels = max_pixels, None
+        self.processor, self.tokenizer, self.model, self.padding_side = processor, processor.tokenizer, model, "left"
+        return self
+
     # -- the VLMBackend interface ------------------------------------------------------------------
 
     def generate(self, requests: list[ChatRequest]) -> list[str | Exception]:
@@ -158,9 +170,7 @@ class HFBackend:
 
     def prepare_image(self, image: np.ndarray) -> Image.Image:
         """An image as the processor gets it: PIL, scaled down to at most ``max_pixels`` (aspect kept)."""
-        pil = Image.fromarray(np.ascontiguousarray(image))
-        size = fit_within(pil.width, pil.height, max_pixels=self.max_pixels)
-        return pil if size == pil.size else pil.resize(size, Image.Resampling.BICUBIC)
+        return prepare_pil(image, self.max_pixels)
 
     def generate_ids(self, requests: list[ChatRequest], max_new_tokens: int | None = None) -> list[list[int]]:
         """New token ids per request for one batch (no splitting, no error handling)."""
@@ -204,6 +214,13 @@ class HFBackend:
             idx.sort(key=lambda i: (len(requests[i].images), len(requests[i].text)))
             batches += [idx[k:k + self.batch_size] for k in range(0, len(idx), self.batch_size)]
         return batches
+
+
+def prepare_pil(image: np.ndarray, max_pixels: int | None = None) -> Image.Image:
+    """An image as a processor gets it: PIL, scaled down to at most ``max_pixels`` (aspect kept, never up)."""
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    size = fit_within(pil.width, pil.height, max_pixels=max_pixels)
+    return pil if size == pil.size else pil.resize(size, Image.Resampling.BICUBIC)
 
 
 def load_processor(path: str, trust_remote_code: bool = False, max_pixels: int | None = None,

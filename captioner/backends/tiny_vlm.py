@@ -105,14 +105,15 @@ _CORPUS = [" " + " ".join(_WORDS), " " + " ".join(w.capitalize() for w in _WORDS
            "0 1 2 3 4 5 6 7 8 9 10 0.0 0.5 1.0 2.0 4.0 . , : ; ! ? ' \" ( ) - s"] * 8
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (at most ``VOCAB_SIZE`` entries) that puts ``<s>`` in front of every text."""
+def fit_tokenizer(corpus: list[str], vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer fitted to ``corpus`` (at most ``vocab_size`` entries, the special tokens
+    included) that puts ``<s>`` in front of every text; any other text still encodes, byte by byte."""
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_CORPUS, trainer=trainer)
+    tok.train_from_iterator(corpus, trainer=trainer)
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", bos)])
@@ -122,33 +123,41 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
                                    padding_side="right")
 
 
-def build_tiny_llava(out_dir: str | Path, seed: int = 0) -> Path:
-    """Build the tiny random LLaVA with its processor and save both into ``out_dir`` (returned)."""
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """The tiny LLaVA's tokenizer: fitted to a small English corpus with caption and prompt vocabulary."""
+    return fit_tokenizer(_CORPUS)
+
+
+def build_llava(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, text_sizes: dict, vision_sizes: dict,
+                seed: int = 0, feature_layer: int = -2, image_processor=None) -> Path:
+    """A LLaVA (CLIP vision tower + Llama decoder) of the given sizes, with ``tokenizer``, the LLaVA-1.5 chat
+    template and an image processor (default: every image resized to the tower's square, no crop), initialised
+    from ``seed`` (the caller's RNG state is left alone) and saved into ``out_dir`` (returned)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
-    # 1. Processor: tokenizer + PIL image processor + chat template.
-    tokenizer = build_tokenizer()
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
-                                            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
+    size, patch = vision_sizes["image_size"], vision_sizes["patch_size"]
+    if image_processor is None:
+        image_processor = CLIPImageProcessorPil(size={"height": size, "width": size}, do_center_crop=False)
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
                                vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
                                num_additional_image_tokens=1)
-
-    # 2. Model, initialised deterministically from the seed (the caller's RNG state is left alone).
     text_config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                              **TEXT_SIZES)
-    config = LlavaConfig(vision_config=CLIPVisionConfig(**VISION_SIZES), text_config=text_config,
-                         image_token_index=processor.image_token_id,
-                         image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
-                         vision_feature_select_strategy="default", vision_feature_layer=-2)
+                              **text_sizes)
+    config = LlavaConfig(vision_config=CLIPVisionConfig(**vision_sizes), text_config=text_config,
+                         image_token_index=processor.image_token_id, image_seq_length=(size // patch) ** 2,
+                         vision_feature_select_strategy="default", vision_feature_layer=feature_layer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlavaForConditionalGeneration(config).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-
-    # 3. Save: the folder now loads with AutoProcessor / AutoModelForImageTextToText.
-    processor.save_pretrained(out)
+    processor.save_pretrained(out)  # the folder now loads with AutoProcessor / AutoModelForImageTextToText
     model.save_pretrained(out)
     return out
+
+
+def build_tiny_llava(out_dir: str | Path, seed: int = 0) -> Path:
+    """Build the tiny random LLaVA with its processor and save both into ``out_dir`` (returned)."""
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
+                                            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return build_llava(out_dir, build_tokenizer(), TEXT_SIZES, VISION_SIZES, seed=seed, image_processor=image_processor)

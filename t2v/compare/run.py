@@ -142,7 +142,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     metrics = {n: _stats(runs[n].rows, keys) for n in names}
     reference, fd = _references(items, runs, names, *first_pipe, keys, scorer) if has_scenes else ({}, {})
 
-    # 4. paired differences (every later model vs the first)
+    # 4. paired differences (every pair of models, later − earlier)
     diffs = paired_differences({n: runs[n].rows for n in names}, keys)
 
     # 5. the report
@@ -240,18 +240,19 @@ def true_video(pipe, spec: SceneSpec, fps: float, size: int) -> np.ndarray:
 
 
 def paired_differences(rows: dict[str, list[dict[str, float | None]]], keys: list[str]) -> list[dict]:
-    """Per later model ``b`` and key: the paired bootstrap CI of ``b − first`` over the prompts where
-    both have a value. ``rows`` maps model name -> per-prompt figures (same prompts, same order), first
-    model first; one model gives no differences."""
+    """Per pair of models ``a`` before ``b`` and key: the paired bootstrap CI of ``b − a`` over the prompts where
+    both have a value. ``rows`` maps model name -> per-prompt figures (same prompts, same order); one model
+    gives no differences; three (short, dense, learned) give dense − short, learned − short, learned − dense."""
     names = list(rows)
     diffs = []
-    for b in names[1:]:
-        for k in keys:
-            pairs = [(x.get(k), y.get(k)) for x, y in zip(rows[names[0]], rows[b])]
-            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-            if pairs:
-                d = paired_difference_ci([x for x, _ in pairs], [y for _, y in pairs])
-                diffs.append({"a": names[0], "b": b, "category": k, **d})
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for k in keys:
+                pairs = [(x.get(k), y.get(k)) for x, y in zip(rows[a], rows[b])]
+                pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+                if pairs:
+                    d = paired_difference_ci([x for x, _ in pairs], [y for _, y in pairs])
+                    diffs.append({"a": a, "b": b, "category": k, **d})
     return diffs
 
 

@@ -1,0 +1,229 @@
+"""Training conversations of ShareCaptioner-Video's four modes, from a manifest record's annotations.
+
+Every conversation is built by the *same* request builders inference uses (:class:`PromptSet`,
+:func:`key_frame_grid`, :func:`extract_job`), so a model trained on them is asked at inference exactly
+what it was taught to answer. The answer is the annotation:
+
+================  =====================================================  ===========================
+mode              request (what inference sends)                         answer
+================  =====================================================  ===========================
+``fast``          the key-frame grid of ``captioner run --mode fast``    ``captions.dense``
+                  (its short-caption request too)                        (``captions.short``)
+``sliding``       DiffSW step k: key-frames k-1 and k, both times, the   ``keyframes[k].caption``
+                  previous caption (step 0: the detail request)
+``summary``       DiffSW's summary of the timestamped list (text only)   ``captions.dense``
+                  (and its short-caption request)                        (``captions.short``)
+``recaption``     ``t2v generate --recaption``: the short caption        ``captions.dense``
+================  =====================================================  ===========================
+
+Tokenised for a causal LM as inference sees it: the prompt is the processor's chat template with the
+generation prompt (images expanded to their placeholder tokens by the processor), the answer's tokens
+and an end-of-sequence token follow, and only those carry a loss (labels ``-100`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from captioner.backends.base import ChatRequest
+from captioner.backends.hf import to_hf_messages
+from captioner.diffsw import ClipTask, extract_job, key_frame_grid
+from captioner.prompting import PromptSet
+
+MODES = ("fast", "sliding", "summary", "recaption")
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Conversation:
+    """A request and the answer the model should give to it."""
+
+    request: ChatRequest
+    answer: str
+    mode: str
+    record_id: str
+
+
+def has_mode(record: dict[str, Any], mode: str) -> bool:
+    """Whether a record's annotations can teach ``mode`` (sliding and summary need key-frame captions)."""
+    if record.get("status") != "ok" or not (record.get("captions") or {}).get("dense"):
+        return False
+    if mode in ("sliding", "summary"):
+        kfs = record.get("keyframes") or []
+        return bool(kfs) and all(k.get("caption") and k.get("t") is not None for k in kfs)
+    if mode == "recaption":
+        return bool(record["captions"].get("short"))
+    return mode == "fast"
+
+
+def count_items(record: dict[str, Any], mode: str) -> int:
+    """How many conversations ``mode`` makes of a record (0 when it cannot teach it)."""
+    if not has_mode(record, mode):
+        return 0
+    short = 1 if record["captions"].get("short") else 0
+    return {"fast": 1 + short, "sliding": len(record.get("keyframes") or []), "summary": 1 + short,
+            "recaption": 1}[mode]
+
+
+def _duration(record: dict[str, Any]) -> float:
+    if record.get("end") is not None:
+        return float(record["end"]) - float(record.get("start") or 0.0)
+    return max(float(k["t"]) for k in record["keyframes"])
+
+
+def conversation(record: dict[str, Any], mode: str, index: int, prompts: PromptSet, frames: FrameSource
+                 ) -> Conversation:
+    """Conversation ``index`` (``0 <= index < count_items(record, mode)``) of ``mode`` for ``record``."""
+    rid = record.get("id")
+    n = count_items(record, mode)
+    if not 0 <= index < n:
+        raise IndexError(f"record {rid!r}: {mode} conversation {index} of {n}")
+    caps = record["captions"]
+    duration = _duration(record)
+    if mode == "fast":
+        grid, layout, times = frames.grid(record)
+        if index == 0:
+            return Conversation(prompts.fast(grid, layout, times, duration), caps["dense"], mode, rid)
+        return Conversation(prompts.short_from_grid(grid, layout, times, duration, caps["dense"]),
+                            caps["short"], mode, rid)
+    if mode == "sliding":
+        kfs = record["keyframes"]
+        if index == 0:
+            (img,) = frames.at(record, [kfs[0]["t"]])
+            return Conversation(prompts.detail(img, kfs[0]["t"]), kfs[0]["caption"], mode, rid)
+        prev, cur = frames.at(record, [kfs[index - 1]["t"], kfs[index]["t"]])
+        req = prompts.diff(prev, cur, kfs[index - 1]["t"], kfs[index]["t"], kfs[index - 1]["caption"])
+        return Conversation(req, kfs[index]["caption"], mode, rid)
+    if mode == "summary":
+        timeline = [{"t": k["t"], "caption": k["caption"]} for k in record["keyframes"]]
+        if index == 0:
+            return Conversation(prompts.summary(timeline, duration), caps["dense"], mode, rid)
+        return Conversation(prompts.short(timeline, duration), caps["short"], mode, rid)
+    return Conversation(prompts.recaption(caps["short"], duration), caps["dense"], mode, rid)
+
+
+class FrameSource:
+    """Decodes the images a record's conversations need, as inference would decode them.
+
+    ``at`` gives frames at a record's key-frame times (seconds from its start); ``grid`` runs fast mode's
+    own key-frame extraction (the captioner config's ``keyframes`` settings) and builds its grid. The
+    last ``cache_clips`` clips' images are kept (a small world fits in memory; a corpus streams).
+    """
+
+    def __init__(self, ccfg, manifest_path, cache_clips: int = 0):
+        from captioner.embed import build_embedder
+
+        self.ccfg = ccfg
+        self.manifest_path = manifest_path
+        self.cache_clips = cache_clips
+        kc = ccfg.keyframes
+        self.embedder = build_embedder(kc.embedder, kc.clip_path, device=kc.device)
+        self._cache: dict[tuple, Any] = {}
+
+    def _task(self, record: dict[str, Any]) -> ClipTask:
+        from clipio.manifest import resolve_video
+
+        p = resolve_video(self.manifest_path, record)
+        return ClipTask(record["id"], p, record["video"], float(record.get("start") or 0.0), record.get("end"))
+
+    def _cached(self, key: tuple, make):
+        if key in self._cache:
+            return self._cache[key]
+        value = make()
+        if self.cache_clips > 0:
+            if len(self._cache) >= self.cache_clips:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = value
+        return value
+
+    def at(self, record: dict[str, Any], times: list[float]) -> list[np.ndarray]:
+        all_times = [float(k["t"]) for k in record["keyframes"]]
+        frames = self._cached(("kf", record["id"]), lambda: self._decode(record, all_times))
+        return [frames[all_times.index(float(t))] for t in times]
+
+    def _decode(self, record: dict[str, Any], times: list[float]) -> np.ndarray:
+        from clipio.video import open_video
+
+        task, kc, rc = self._task(record), self.ccfg.keyframes, self.ccfg.run
+        with open_video(task.path, backend=rc.video_backend, timeout=rc.decode_timeout, max_side=kc.max_side,
+                        max_pixels=self.ccfg.backend.max_pixels) as reader:
+            return reader.frames_at([task.start + t for t in times])
+
+    def grid(self, record: dict[str, Any]) -> tuple[np.ndarray, dict, list[float]]:
+        def make():
+            quiet = logging.getLogger("captioner.keyframes")
+            level = quiet.level
+            quiet.setLevel(max(level, logging.WARNING))  # one INFO line per clip per epoch is noise here
+            try:
+                job = extract_job(self._task(record), self.ccfg, self.embedder)
+            finally:
+                quiet.setLevel(level)
+            g, layout = key_frame_grid(job.images, job.times, self.ccfg.run.grid_cols, self.ccfg.run.grid_cell)
+            return g, layout, job.times
+        return self._cached(("grid", record["id"]), make)
+
+
+# ------------------------------------------------------------------------------------------ tokenising
+def answer_eos_id(tokenizer, model_config=None) -> int:
+    """The token that ends an answer: the generation config's (first) EOS, else the tokenizer's."""
+    eos = getattr(model_config, "eos_token_id", None) if model_config is not None else None
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    eos = tokenizer.eos_token_id if eos is None else eos
+    if eos is None:
+        raise ValueError(f"{type(tokenizer).__name__} has no eos_token: a trained captioner could never stop")
+    return int(eos)
+
+
+def tokenize(conv: Conversation, processor, eos_id: int, max_length: int | None = None,
+             prepare_image=None) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask``, ``labels`` (1-D) and the processor's image tensors (if any).
+
+    The prompt is rendered and tokenised exactly as :meth:`HFBackend.encode` does it; the answer's tokens
+    and ``eos_id`` follow and carry the loss. ``max_length`` cuts the answer, never the prompt (a prompt
+    longer than it is an error: it would teach answers to requests the model cannot see whole).
+    """
+    tok = processor.tokenizer
+    prompt = processor.apply_chat_template(to_hf_messages(conv.request), add_generation_prompt=True,
+                                           tokenize=False)
+    images = [prepare_image(im) if prepare_image else im for im in conv.request.images]
+    bos = tok.bos_token
+    add_special = not (bos is not None and prompt.startswith(bos))
+    enc = processor(text=[prompt], images=[images] if images else None, add_special_tokens=add_special,
+                    return_tensors="pt")
+    prompt_ids = enc["input_ids"][0]
+    answer_ids = torch.tensor(tok(conv.answer.strip(), add_special_tokens=False)["input_ids"] + [eos_id],
+                              dtype=prompt_ids.dtype)
+    if max_length is not None:
+        room = max_length - len(prompt_ids)
+        if room < 2:
+            raise ValueError(f"record {conv.record_id!r}, {conv.mode} request: its prompt is {len(prompt_ids)} "
+                             f"tokens, over data.max_length={max_length}; raise it")
+        answer_ids = answer_ids[:room]
+    ids = torch.cat([prompt_ids, answer_ids])
+    labels = torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_ids])
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    out.update({k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")})
+    return out
+
+
+def collate(examples: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch; image tensors of all examples concatenated (each model's processors stack
+    images along dim 0: LLaVA ``(images, 3, H, W)``, Qwen2-VL ``(patches, dim)`` with ``image_grid_thw``)."""
+    n = max(len(e["input_ids"]) for e in examples)
+
+    def pad(key: str, value: int) -> torch.Tensor:
+        return torch.stack([torch.nn.functional.pad(e[key], (0, n - len(e[key])), value=value) for e in examples])
+
+    batch = {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0),
+             "labels": pad("labels", IGNORE_INDEX)}
+    extra = {k for e in examples for k in e} - set(batch)
+    for k in sorted(extra):
+        parts = [e[k] for e in examples if k in e]
+        batch[k] = torch.cat(parts, dim=0)
+    return batch

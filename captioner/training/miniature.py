@@ -1,0 +1,120 @@
+"""The miniature ShareCaptioner-Video: a small LLaVA built offline and trained from scratch on oracle DiffSW
+annotations of synthworld clips, then measured against the clips' ground truth.
+
+    synthworld clips (train + held out) → ``captioner run`` (oracle, DiffSW) → annotations
+    → build the miniature (CLIP vision tower + Llama decoder from configs; a BPE tokenizer fitted to the
+      annotations and prompts) → ``captioner train`` (preset ``mini``) → evaluate on the held-out clips:
+      oracle (ceiling), untrained miniature (floor), learned fast mode, learned DiffSW mode
+
+``make captioner`` runs it (``captioner miniature --out runs/captioner``); every step is skipped when its
+output exists, so an interrupted run resumes (training from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Nine visual tokens per image (96 px, patch 32): one per cell of the fast mode's 3x3 grid, one per 3x3 region
+# of a single key-frame (where synthworld places its shapes). With 64 (patch 12) the decoder had to find the one
+# token holding a small shape among 64, and 2000 steps taught it the caption template and the background, not
+# the shape (colour 0.16, chance 0.12); docs/captioner-training.md. Captions are ~80 tokens.
+MINI_TEXT = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=4, max_position_embeddings=1024, initializer_range=0.02)
+MINI_VISION = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                   image_size=96, patch_size=32, projection_dim=128, initializer_range=0.02)
+MINI_VOCAB = 1024
+FAST_PRESET, DIFFSW_PRESET, TRAIN_PRESET = "mini-fast", "mini-diffsw", "mini"
+TRAIN_SEED, HELDOUT_SEED = 2, 1  # synthworld dataset seeds (the T2V runs use 0)
+
+
+def annotation_texts(records: list[dict[str, Any]]) -> list[str]:
+    """Every caption of the records (key-frame, dense, short): the text the tokenizer is fitted to."""
+    out = []
+    for r in records:
+        out += [k["caption"] for k in r.get("keyframes") or [] if k.get("caption")]
+        out += [c for c in (r.get("captions") or {}).values() if isinstance(c, str)]
+    return out
+
+
+def build_miniature(out: str | Path, records: list[dict[str, Any]], prompts_folder: str | None = "compact",
+                    seed: int = 0) -> Path:
+    """The untrained miniature ShareCaptioner in ``out`` (a ``from_pretrained`` folder), its tokenizer fitted to
+    the records' captions and the prompt set's text."""
+    from captioner.backends.tiny_vlm import build_llava, fit_tokenizer
+    from captioner.prompting import PromptSet
+
+    prompts = PromptSet(prompts_folder)
+    corpus = annotation_texts(records) + [p.system + "\n" + p.user for p in prompts.prompts.values()]
+    tokenizer = fit_tokenizer(corpus, vocab_size=MINI_VOCAB)
+    return build_llava(out, tokenizer, MINI_TEXT, MINI_VISION, seed=seed, feature_layer=-1)
+
+
+def run_miniature(out: str | Path = "runs/captioner", num_clips: int = 2000, num_heldout: int = 100,
+                  overrides: list[str] | None = None, workers: int = 0) -> Path:
+    """The whole stage; returns the report's markdown path."""
+    from captioner.config import load_captioner_config
+    from captioner.run import run_captioner, tasks_from_manifest
+    from captioner.training.config import load_train_config
+    from captioner.training.evaluate import evaluate, write_report
+    from captioner.training.train import load_records, train_captioner
+    from synthworld.dataset import DEMO_WORLD, write_synth_dataset
+
+    out = Path(out)
+    times: dict[str, float] = {}
+
+    def stamp(name: str, since: float) -> None:
+        times[name] = round(time.time() - since, 1)
+        log.info("captioner miniature: %s done in %.0f s", name, times[name])
+
+    # 1. clips and their oracle DiffSW annotations (the GPT-4V role). Seeds: 2 for its training clips, 1 for the
+    # held-out ones; the T2V runs (demo, experiment) use seed 0, so a captioner made here captions their clips
+    # without having been trained on them (as ShareCaptioner-Video labels clips GPT-4V never saw)
+    s = time.time()
+    oracle = load_captioner_config("oracle")
+    sets = {}
+    for name, n, seed in (("train", num_clips, TRAIN_SEED), ("heldout", num_heldout, HELDOUT_SEED)):
+        synth = write_synth_dataset(out / "data" / name, n, seed=seed, size=48, fps=8.0, seconds=4.0,
+                                    world=DEMO_WORLD, workers=workers)
+        sets[name] = synth.manifest
+    annotations = out / "data" / "annotations.jsonl"
+    run_captioner(oracle, tasks_from_manifest(sets["train"], annotations), annotations)
+    stamp("clips+annotations", s)
+
+    # 2. the untrained miniature
+    untrained = out / "untrained"
+    if not (untrained / "config.json").is_file():
+        build_miniature(untrained, load_records(annotations))
+
+    # 3. training
+    s = time.time()
+    tcfg = load_train_config(TRAIN_PRESET, [f"data.manifest={annotations}", f"model.path={untrained}",
+                                            f"train.output_dir={out / 'train'}", *(overrides or [])])
+    model = Path(tcfg.train.output_dir) / "model"
+    if not (model / "config.json").is_file():
+        summary = train_captioner(tcfg)
+        log.info("trained: %s", summary)
+    stamp("train", s)
+
+    # 4. measured on the held-out clips against their truth
+    s = time.time()
+    ev = out / "eval"
+    heldout_tasks = tasks_from_manifest(sets["heldout"], ev / "x.jsonl")
+    runs = [("oracle (ceiling)", oracle),
+            ("untrained fast (floor)", load_captioner_config(FAST_PRESET, [f"backend.path={untrained}"])),
+            ("learned fast", load_captioner_config(FAST_PRESET, [f"backend.path={model}"])),
+            ("learned DiffSW", load_captioner_config(DIFFSW_PRESET, [f"backend.path={model}"]))]
+    results = [evaluate(_slug(name), cfg, heldout_tasks, ev) | {"name": name} for name, cfg in runs]
+    stamp("eval", s)
+    report = write_report(results, ev)
+    (out / "times.json").write_text(json.dumps(times, indent=1))
+    return report
+
+
+def _slug(name: str) -> str:
+    return name.split(" (")[0].replace(" ", "-").lower()

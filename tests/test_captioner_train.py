@@ -1,0 +1,205 @@
+"""``captioner train``: the four modes' conversations are what inference sends, the loss is on the answer only,
+the mode mix draws what it says, a run learns, resumes exactly, runs as LoRA and on 2 DDP processes, and
+its output folder is what the ``hf`` backend loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from captioner.backends.hf import HFBackend
+from captioner.config import build_backend, load_captioner_config
+from captioner.diffsw import DiffSWCaptioner
+from captioner.prompting import PromptSet
+from captioner.run import run_captioner, tasks_from_manifest
+from captioner.training.config import load_train_config
+from captioner.training.conversations import (
+    IGNORE_INDEX,
+    FrameSource,
+    collate,
+    conversation,
+    count_items,
+    tokenize,
+)
+from captioner.training.data import AnnotationDataset, ModeMixSampler
+from captioner.training.miniature import build_miniature
+from captioner.training.train import load_records, train_captioner
+from clipio.config import ConfigError
+from clipio.manifest import resolve_video
+from synthworld.dataset import DEMO_WORLD, write_synth_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory):
+    """6 synthworld clips with oracle DiffSW annotations, and an untrained miniature fitted to them."""
+    root = tmp_path_factory.mktemp("annotated")
+    synth = write_synth_dataset(root / "clips", 6, seed=0, size=48, fps=8.0, seconds=4.0, world=DEMO_WORLD,
+                                workers=1, progress=False)
+    ann = root / "annotations.jsonl"
+    run_captioner(load_captioner_config("oracle"), tasks_from_manifest(synth.manifest, ann), ann, progress=False)
+    build_miniature(root / "untrained", load_records(ann))
+    return root, ann
+
+
+def _cfg(root: Path, ann: Path, out: Path, *extra: str):
+    return load_train_config("mini", [f"data.manifest={ann}", f"model.path={root / 'untrained'}",
+                                      f"train.output_dir={out}", "data.val_clips=1", "train.batch_size=4",
+                                      "train.log_every=1", "train.val_every=0", "train.checkpoint_every=0",
+                                      "train.val_max_new_tokens=8", *extra])
+
+
+def test_conversations_are_the_requests_inference_sends(annotated):
+    root, ann = annotated
+    rec = load_records(ann)[0]
+    ccfg = load_captioner_config("mini-fast", [f"backend.path={root / 'untrained'}"])
+    prompts, frames = PromptSet(ccfg.run.prompts), FrameSource(ccfg, ann)
+    n_kf = len(rec["keyframes"])
+    assert [count_items(rec, m) for m in ("fast", "sliding", "summary", "recaption")] == [2, n_kf, 2, 1]
+    # fast: the grid and prompt `captioner run --mode fast` builds for this clip
+    cap = DiffSWCaptioner(ccfg, backend=None)
+    job = cap.extract(tasks_from_manifest(ann, root / "x.jsonl")[0])
+    (want,) = cap._requests(job)
+    got = conversation(rec, "fast", 0, prompts, frames)
+    assert got.request.text == want.text and got.answer == rec["captions"]["dense"]
+    assert np.array_equal(got.request.images[0], want.images[0])
+    # sliding step 3: key-frames 2 and 3, their times, the previous caption -> the differential caption
+    kfs = rec["keyframes"]
+    diff = conversation(rec, "sliding", 3, prompts, frames)
+    assert diff.request.task == "diff" and diff.answer == kfs[3]["caption"]
+    assert kfs[2]["caption"] in diff.request.text and f"{kfs[3]['t']}s" in diff.request.text
+    assert len(diff.request.images) == 2 and conversation(rec, "sliding", 0, prompts, frames).request.task == "detail"
+    summ = conversation(rec, "summary", 0, prompts, frames)
+    assert not summ.request.images and all(k["caption"] in summ.request.text for k in kfs)
+    rc = conversation(rec, "recaption", 0, prompts, frames)
+    assert rec["captions"]["short"] in rc.request.text and rc.answer == rec["captions"]["dense"]
+
+
+def test_loss_is_on_the_answer_and_eos_only_and_the_prompt_matches_inference(annotated):
+    root, ann = annotated
+    rec = load_records(ann)[0]
+    backend = HFBackend(str(root / "untrained"))
+    ccfg = load_captioner_config("mini-fast", [f"backend.path={root / 'untrained'}"])
+    conv = conversation(rec, "sliding", 2, PromptSet(ccfg.run.prompts), FrameSource(ccfg, ann))
+    tok = backend.processor.tokenizer
+    ex = tokenize(conv, backend.processor, tok.eos_token_id, prepare_image=backend.prepare_image)
+    prompt_ids = backend.encode([conv.request])["input_ids"][0].tolist()
+    n = len(prompt_ids)
+    assert ex["input_ids"][:n].tolist() == prompt_ids  # what generate() continues from
+    assert (ex["labels"][:n] == IGNORE_INDEX).all() and (ex["labels"][n:] != IGNORE_INDEX).all()
+    assert ex["labels"][-1] == tok.eos_token_id
+    assert tok.decode(ex["labels"][n:-1]).strip() == conv.answer
+    assert torch.equal(ex["pixel_values"], backend.encode([conv.request])["pixel_values"])
+    # a batch pads on the right with pad / mask 0 / -100, and keeps every image
+    other = tokenize(conversation(rec, "recaption", 0, PromptSet("compact"), None), backend.processor,
+                     tok.eos_token_id)
+    batch = collate([ex, other], tok.pad_token_id)
+    short = len(other["input_ids"])
+    assert batch["input_ids"].shape == (2, max(len(ex["input_ids"]), short))
+    assert (batch["labels"][1, short:] == IGNORE_INDEX).all() and (batch["attention_mask"][1, short:] == 0).all()
+    assert batch["pixel_values"].shape[0] == 2
+
+
+def test_mode_mix_draws_what_the_weights_say(annotated):
+    root, ann = annotated
+    records = load_records(ann)
+    ccfg = load_captioner_config("mini-fast")
+    ds = AnnotationDataset(records, ("fast", "sliding", "recaption"), PromptSet("compact"), FrameSource(ccfg, ann),
+                           None, 0, 512)
+    counts = ds.counts()
+    s = ModeMixSampler(ds, {"fast": 2.0, "sliding": 0.25, "recaption": 1.0})
+    drawn = [i for b in s for i in b]
+    got = {m: sum(ds.mode_of(i) == m for i in drawn) for m in counts}
+    assert got == {"fast": 2 * counts["fast"], "sliding": round(0.25 * counts["sliding"]),
+                   "recaption": counts["recaption"]}
+    assert len(drawn) == len(s) and [i for b in s for i in b] == drawn
+    s.set_epoch(1)
+    assert [i for b in s for i in b] != drawn
+    # batches of one mode each (a mode's last partial batch dropped), modes interleaved
+    s4 = ModeMixSampler(ds, {"fast": 2.0, "sliding": 0.25, "recaption": 1.0}, batch_size=4)
+    batches = list(s4)
+    assert all(len(b) == 4 and len({ds.mode_of(i) for i in b}) == 1 for b in batches)
+    assert len(batches) == len(s4) == sum(n // 4 for n in got.values())
+    assert [ds.mode_of(b[0]) for b in batches] != sorted(ds.mode_of(b[0]) for b in batches)
+
+
+def test_config_is_strict():
+    with pytest.raises(ConfigError, match="data.modes.fats"):
+        load_train_config("mini", ["data.modes.fats=1"])
+    with pytest.raises(ConfigError, match="data.modes"):
+        load_train_config("mini", ["data.modes.fast=0", "data.modes.sliding=0", "data.modes.summary=0",
+                                   "data.modes.recaption=0"])
+    assert load_train_config("qwen2.5-vl-7b-lora").model.lora.r == 64
+
+
+def test_a_run_learns_and_its_folder_is_what_the_hf_backend_loads(annotated, tmp_path):
+    """Re-caption mode only, one record: 60 steps memorise its dense caption, which the exported folder then
+    writes through the captioner's own re-caption path."""
+    from captioner.modes import recaption
+
+    root, ann = annotated
+    one = tmp_path / "one.jsonl"
+    recs = load_records(ann)
+    one.write_text("".join(json.dumps({**r, "video": str(resolve_video(ann, r))}) + "\n" for r in recs[:2]))
+    cfg = _cfg(root, one, tmp_path / "run", "data.modes.fast=0", "data.modes.sliding=0", "data.modes.summary=0",
+               "data.modes.recaption=8", "train.max_steps=60", "train.lr=3e-3", "train.lr_scheduler=constant",
+               "train.warmup_steps=0", f"data.manifest={one}")
+    summary = train_captioner(cfg, progress=False)
+    assert summary["steps"] == 60 and summary["final_loss"] < 0.1
+    assert (tmp_path / "run" / "validation" / "step-000060.jsonl").is_file()
+    # the folder names its own captioner config (what `t2v generate --recaption DIR` loads)
+    ccfg = load_captioner_config(tmp_path / "run" / "model", ["backend.max_new_tokens=160"])
+    assert ccfg.backend.path == str(tmp_path / "run" / "model") and ccfg.run.prompts == "compact"
+    backend = build_backend(ccfg.backend)
+    (dense,) = recaption([recs[0]["captions"]["short"]], backend, prompts=PromptSet(ccfg.run.prompts))
+    assert dense == recs[0]["captions"]["dense"]
+
+
+def test_a_killed_run_resumes_exactly_and_lora_merges(annotated, tmp_path):
+    root, ann = annotated
+    # 3 batches per epoch (fast 10 -> 2, recaption 5 -> 1): 6 steps straight, or 4, killed, and resumed to 6
+    # in the middle of the second epoch (its draw, its position)
+    common = ["train.lr_scheduler=constant", "train.warmup_steps=0", "data.modes.sliding=0", "data.modes.summary=0"]
+    straight = train_captioner(_cfg(root, ann, tmp_path / "a", "train.max_steps=6", *common), progress=False)
+    train_captioner(_cfg(root, ann, tmp_path / "b", "train.max_steps=4", *common), progress=False)
+    resumed = train_captioner(_cfg(root, ann, tmp_path / "b", "train.max_steps=6", *common), progress=False)
+    assert straight["steps"] == resumed["steps"] == 6 and resumed["steps_this_run"] == 2
+    a, b = (load_file(str(tmp_path / x / "model" / "model.safetensors")) for x in ("a", "b"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+    # LoRA: fewer trainable weights, an adapter folder, a merged model folder of the base's shape (data from a
+    # spawned worker process)
+    lora = train_captioner(_cfg(root, ann, tmp_path / "lora", "train.max_steps=2", "model.lora.r=4",
+                                "model.freeze_vision=true", "data.num_workers=1", *common), progress=False)
+    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
+    merged = load_file(str(tmp_path / "lora" / "model" / "model.safetensors"))
+    assert merged.keys() == a.keys() and lora["steps"] == 2
+    base = load_file(str(root / "untrained" / "model.safetensors"))
+    vision = [k for k in base if "vision_tower" in k]
+    assert vision and all(torch.equal(base[k], merged[k]) for k in vision)
+    assert any(not torch.equal(base[k], merged[k]) for k in base if "language_model" in k and "proj" in k)
+
+
+def test_two_ddp_processes_train_as_one(annotated, tmp_path):
+    root, ann = annotated
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    ov = [f"data.manifest={ann}", f"model.path={root / 'untrained'}", f"train.output_dir={tmp_path / 'ddp'}",
+          "data.val_clips=1", "train.batch_size=2", "train.max_steps=3", "train.val_every=0",
+          "train.val_max_new_tokens=8", "data.modes.sliding=0.2"]
+    # the shipped launch config, as users launch it, on 2 CPU processes instead of 8 GPUs
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+           str(ROOT / "configs/accelerate/multi_gpu.yaml"), "--num_processes", "2", "--mixed_precision", "no",
+           "--main_process_port", "29533", "-m", "captioner.cli", "train", "mini", *ov]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 3
+    assert (tmp_path / "ddp" / "model" / "config.json").is_file()
