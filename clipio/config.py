@@ -76,6 +76,18 @@ def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def flat_hparams(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as flat ``a.b`` keys with TensorBoard-friendly values (hparams: scalars kept, the rest str)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_hparams(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, int | float | str | bool) else str(v)
+    return out
+
+
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` strings to a nested dict (values parsed as YAML scalars)."""
     for ov in overrides:

@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from synthworld.dataset import DEMO_WORLD, World  # noqa: F401 (DEMO_WORLD: t2v.demo.DEMO_WORLD as before)
+from synthworld.dataset import DEMO_WORLD, World
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from synthworld.dataset import World
-from t2v.demo import DEMO_WORLD
+from synthworld.dataset import DEMO_WORLD, World
 
 log = logging.getLogger(__name__)
 ORACLE_CONFIG = "oracle"  # the captioner preset shipped as package data

@@ -33,7 +33,6 @@ from captioner.training.data import AnnotationDataset, ModeMixSampler
 from captioner.training.miniature import build_miniature
 from captioner.training.train import load_records, train_captioner
 from clipio.config import ConfigError
-from clipio.manifest import resolve_video
 from synthworld.dataset import DEMO_WORLD, write_synth_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +61,7 @@ def test_conversations_are_the_requests_inference_sends(annotated):
     root, ann = annotated
     rec = load_records(ann)[0]
     ccfg = load_captioner_config("mini-fast", [f"backend.path={root / 'untrained'}"])
-    prompts, frames = PromptSet(ccfg.run.prompts), FrameSource(ccfg, ann)
+    prompts, frames = PromptSet(ccfg.run.prompts), FrameSource(ccfg)
     n_kf = len(rec["keyframes"])
     assert [count_items(rec, m) for m in ("fast", "sliding", "summary", "recaption")] == [2, n_kf, 2, 1]
     # fast: the grid and prompt `captioner run --mode fast` builds for this clip
@@ -89,7 +88,7 @@ def test_loss_is_on_the_answer_and_eos_only_and_the_prompt_matches_inference(ann
     rec = load_records(ann)[0]
     backend = HFBackend(str(root / "untrained"))
     ccfg = load_captioner_config("mini-fast", [f"backend.path={root / 'untrained'}"])
-    conv = conversation(rec, "sliding", 2, PromptSet(ccfg.run.prompts), FrameSource(ccfg, ann))
+    conv = conversation(rec, "sliding", 2, PromptSet(ccfg.run.prompts), FrameSource(ccfg))
     tok = backend.processor.tokenizer
     ex = tokenize(conv, backend.processor, tok.eos_token_id, prepare_image=backend.prepare_image)
     prompt_ids = backend.encode([conv.request])["input_ids"][0].tolist()
@@ -113,7 +112,7 @@ def test_mode_mix_draws_what_the_weights_say(annotated):
     root, ann = annotated
     records = load_records(ann)
     ccfg = load_captioner_config("mini-fast")
-    ds = AnnotationDataset(records, ("fast", "sliding", "recaption"), PromptSet("compact"), FrameSource(ccfg, ann),
+    ds = AnnotationDataset(records, ("fast", "sliding", "recaption"), PromptSet("compact"), FrameSource(ccfg),
                            None, 0, 512)
     counts = ds.counts()
     s = ModeMixSampler(ds, {"fast": 2.0, "sliding": 0.25, "recaption": 1.0})
@@ -149,7 +148,7 @@ def test_a_run_learns_and_its_folder_is_what_the_hf_backend_loads(annotated, tmp
     root, ann = annotated
     one = tmp_path / "one.jsonl"
     recs = load_records(ann)
-    one.write_text("".join(json.dumps({**r, "video": str(resolve_video(ann, r))}) + "\n" for r in recs[:2]))
+    one.write_text("".join(json.dumps(r) + "\n" for r in recs[:2]))  # load_records made the videos absolute
     cfg = _cfg(root, one, tmp_path / "run", "data.modes.fast=0", "data.modes.sliding=0", "data.modes.summary=0",
                "data.modes.recaption=8", "train.max_steps=60", "train.lr=3e-3", "train.lr_scheduler=constant",
                "train.warmup_steps=0", f"data.manifest={one}")
@@ -203,3 +202,18 @@ def test_two_ddp_processes_train_as_one(annotated, tmp_path):
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 3
     assert (tmp_path / "ddp" / "model" / "config.json").is_file()
+
+
+def test_a_validation_manifest_in_another_folder_finds_its_videos(annotated, tmp_path):
+    """Its relative video paths are relative to its own folder, not to the training manifest's."""
+    root, ann = annotated
+    held = json.loads(ann.read_text().splitlines()[-1])
+    val = tmp_path / "elsewhere" / "val.jsonl"
+    val.parent.mkdir()
+    video = os.path.relpath(root / held["video"], val.parent)  # the annotations name it relative to root
+    val.write_text(json.dumps({**held, "video": video}) + "\n")
+    train_captioner(_cfg(root, ann, tmp_path / "run", "train.max_steps=1", f"data.val_manifest={val}",
+                         "data.modes.sliding=0"), progress=False)
+    answers = [json.loads(ln) for ln in (tmp_path / "run" / "validation" / "step-000001.jsonl").read_text().splitlines()]
+    assert {a["id"] for a in answers} == {held["id"]} and {a["mode"] for a in answers} == {
+        "fast", "sliding", "summary", "recaption"}

@@ -153,16 +153,12 @@ class HFBackend:
 
     def encode(self, requests: list[ChatRequest]) -> Any:
         """Model inputs for a batch (``BatchFeature`` on the model's device), left-padded."""
-        prompts = [self.processor.apply_chat_template(to_hf_messages(r), add_generation_prompt=True,
-                                                      tokenize=False) for r in requests]
+        rendered = [chat_prompt(self.processor, r) for r in requests]
+        prompts, add_special = [p for p, _ in rendered], rendered[0][1]
         images = [[self.prepare_image(im) for im in r.images] for r in requests]
         n_with_images = sum(bool(ims) for ims in images)
         if 0 < n_with_images < len(requests):
             raise ValueError("HFBackend.encode: a batch must be all text-only or all with images")
-        # Templates that write the BOS themselves must not get a second one from the tokenizer
-        # (the same rule as ProcessorMixin.apply_chat_template(tokenize=True)).
-        bos = self.tokenizer.bos_token
-        add_special = not (bos is not None and prompts[0].startswith(bos))
         inputs = self.processor(text=prompts, images=images if n_with_images else None, padding=True,
                                 padding_side=self.padding_side, add_special_tokens=add_special,
                                 return_tensors="pt")
@@ -214,6 +210,15 @@ class HFBackend:
             idx.sort(key=lambda i: (len(requests[i].images), len(requests[i].text)))
             batches += [idx[k:k + self.batch_size] for k in range(0, len(idx), self.batch_size)]
         return batches
+
+
+def chat_prompt(processor: Any, request: ChatRequest) -> tuple[str, bool]:
+    """A request as the model's chat template renders it, with the generation prompt, and whether the tokenizer
+    should add its special tokens: a template that writes the BOS itself must not get a second one (the same
+    rule as ``ProcessorMixin.apply_chat_template(tokenize=True)``). Inference and training both tokenise this."""
+    prompt = processor.apply_chat_template(to_hf_messages(request), add_generation_prompt=True, tokenize=False)
+    bos = processor.tokenizer.bos_token
+    return prompt, not (bos is not None and prompt.startswith(bos))
 
 
 def prepare_pil(image: np.ndarray, max_pixels: int | None = None) -> Image.Image:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from captioner.backends.base import ChatRequest
-from captioner.backends.hf import to_hf_messages
+from captioner.backends.hf import chat_prompt
 from captioner.diffsw import ClipTask, extract_job, key_frame_grid
 from captioner.prompting import PromptSet
 
@@ -111,24 +112,24 @@ class FrameSource:
     """Decodes the images a record's conversations need, as inference would decode them.
 
     ``at`` gives frames at a record's key-frame times (seconds from its start); ``grid`` runs fast mode's
-    own key-frame extraction (the captioner config's ``keyframes`` settings) and builds its grid. The
+    own key-frame extraction (the captioner config's ``keyframes`` settings) and builds its grid. Records
+    name their video by an absolute path (:func:`captioner.training.train.load_records` resolves them). The
     last ``cache_clips`` clips' images are kept (a small world fits in memory; a corpus streams).
     """
 
-    def __init__(self, ccfg, manifest_path, cache_clips: int = 0):
+    def __init__(self, ccfg, cache_clips: int = 0):
         from captioner.embed import build_embedder
 
         self.ccfg = ccfg
-        self.manifest_path = manifest_path
         self.cache_clips = cache_clips
         kc = ccfg.keyframes
         self.embedder = build_embedder(kc.embedder, kc.clip_path, device=kc.device)
         self._cache: dict[tuple, Any] = {}
 
     def _task(self, record: dict[str, Any]) -> ClipTask:
-        from clipio.manifest import resolve_video
-
-        p = resolve_video(self.manifest_path, record)
+        p = Path(record["video"])
+        if not p.is_absolute():
+            raise ValueError(f"record {record.get('id')!r}: video {p} is relative; read records with load_records")
         return ClipTask(record["id"], p, record["video"], float(record.get("start") or 0.0), record.get("end"))
 
     def _cached(self, key: tuple, make):
@@ -189,11 +190,8 @@ def tokenize(conv: Conversation, processor, eos_id: int, max_length: int | None 
     longer than it is an error: it would teach answers to requests the model cannot see whole).
     """
     tok = processor.tokenizer
-    prompt = processor.apply_chat_template(to_hf_messages(conv.request), add_generation_prompt=True,
-                                           tokenize=False)
+    prompt, add_special = chat_prompt(processor, conv.request)
     images = [prepare_image(im) if prepare_image else im for im in conv.request.images]
-    bos = tok.bos_token
-    add_special = not (bos is not None and prompt.startswith(bos))
     enc = processor(text=[prompt], images=[images] if images else None, add_special_tokens=add_special,
                     return_tensors="pt")
     prompt_ids = enc["input_ids"][0]

@@ -21,9 +21,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # Nine visual tokens per image (96 px, patch 32): one per cell of the fast mode's 3x3 grid, one per 3x3 region
-# of a single key-frame (where synthworld places its shapes). With 64 (patch 12) the decoder had to find the one
-# token holding a small shape among 64, and 2000 steps taught it the caption template and the background, not
-# the shape (colour 0.16, chance 0.12); docs/captioner-training.md. Captions are ~80 tokens.
+# of a single key-frame (where synthworld places its shapes), so the decoder need not find the one token holding
+# a small shape among 64 (patch 12). Neither has taught it to read the shape yet: 1084 steps with 64 tokens gave
+# colour 0.16, 3552 with 9 gave 0.14 (chance 0.12); docs/captioner-training.md. Captions are ~80 tokens.
 MINI_TEXT = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=4, max_position_embeddings=1024, initializer_range=0.02)
 MINI_VISION = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,

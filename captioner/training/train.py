@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from captioner.training.config import CaptionerTrainConfig
-from captioner.training.conversations import MODES, FrameSource, answer_eos_id, collate, tokenize
+from captioner.training.conversations import MODES, FrameSource, answer_eos_id, collate
 from captioner.training.data import AnnotationDataset, ModeMixSampler, mode_weights, split_validation
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,11 @@ VISION_PARTS = ("vision_tower", "visual.", "vision_model", "vision_encoder")
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
-    from clipio.manifest import iter_latest
+    """The ``ok`` records of a manifest (the last of each id), their ``video`` resolved to an absolute path (a
+    validation manifest may live in another folder than the training one)."""
+    from clipio.manifest import iter_latest, resolve_video
 
-    return [r for r in iter_latest(path) if r.get("status") == "ok"]
+    return [{**r, "video": str(resolve_video(path, r))} for r in iter_latest(path) if r.get("status") == "ok"]
 
 
 def _lora(model, cfg: CaptionerTrainConfig):
@@ -130,6 +132,7 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
 
     from captioner.backends.hf import prepare_pil
     from captioner.prompting import PromptSet
+    from clipio.config import flat_hparams
 
     t, d = cfg.train, cfg.data
     out = Path(t.output_dir)
@@ -148,7 +151,7 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
     train_recs, val_recs = split_validation(records, load_records(d.val_manifest) if d.val_manifest else None,
                                             d.val_clips)
     prompts = PromptSet(ccfg.run.prompts)
-    frames = FrameSource(ccfg, d.manifest, cache_clips=d.cache_clips)
+    frames = FrameSource(ccfg, cache_clips=d.cache_clips)
 
     prepare_image = functools.partial(prepare_pil, max_pixels=ccfg.backend.max_pixels)  # picklable for workers
 
@@ -182,14 +185,15 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
         acc.load_state(str(ckpt))
         step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
         log.info("resuming from %s (step %d of %d)", ckpt, step, total)
+    per_epoch = {m: sampler.drawn(m) for m in MODES if sampler.drawn(m)}
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(cfg.to_yaml())
         n_train = sum(p.numel() for p in params)
         log.info("captioner train: %d conversations %s from %d records (%d held out); per epoch %s in %d "
                  "one-mode batches; %d steps; %d trainable parameters", len(ds), ds.counts(), len(train_recs),
-                 len(val_recs), {m: sampler.drawn(m) for m in MODES}, len(sampler), total, n_train)
-    acc.init_trackers("captioner", config={k: str(v) for k, v in _flat(cfg.to_dict()).items()})
+                 len(val_recs), per_epoch, len(sampler), total, n_train)
+    acc.init_trackers("captioner", config=flat_hparams(cfg.to_dict()))
     validator = Validator(val_recs, prompts, frames, processor, eos_id, d.max_length, prepare_image) \
         if val_recs and acc.is_main_process else None
 
@@ -246,7 +250,8 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
     save(step)
     validate(step)
     summary = {"steps": step, "total_steps": total, "final_loss": last, "conversations": ds.counts(),
-               "per_epoch": {m: sampler.drawn(m) for m in MODES if sampler.drawn(m)}, "train_records": len(train_recs), "val_records": len(val_recs),
+               "per_epoch": per_epoch,
+               "train_records": len(train_recs), "val_records": len(val_recs),
                "seconds": round(time.time() - t0, 1), "steps_this_run": step - first_step,
                "processes": acc.num_processes}
     if acc.is_main_process:
@@ -275,13 +280,3 @@ def export(model, processor, out: Path, lora: bool, ccfg=None) -> Path:
         (out / "model" / CAPTIONER_YAML).write_text(yaml.safe_dump(d, sort_keys=False))
     return out / "model"
 
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
-
-
-__all__ = ["train_captioner", "build_model", "export", "tokenize"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from clipio.config import flat_hparams
 from t2v.objective import caption_dropout_at, curriculum_sigmas, flow_matching_loss
 from t2v.training.build import Run
 from t2v.training.checkpoint import save_checkpoint
@@ -63,7 +64,7 @@ def run_loop(run: Run, step: int) -> LoopResult:
     if run.main:
         # W&B: the run folder holds its files, the run is named after it; the API key comes from the environment
         # (WANDB_API_KEY or `wandb login`) and never from a config
-        acc.init_trackers("t2v", config=_flat(cfg.to_dict()),
+        acc.init_trackers("t2v", config=flat_hparams(cfg.to_dict()),
                           init_kwargs={"wandb": {"dir": str(run.out), "name": run.out.name}})
     # MFU counts 6 FLOPs per parameter and token (forward 2, backward 4); a frozen weight (model.lora: the base DiT)
     # skips its weight gradient and costs 4: N = trainable + 2/3 · frozen
@@ -157,15 +158,3 @@ def _micro_step(run: Run, batch: dict, step: int):
         run.sched.step()
         run.opt.zero_grad(set_to_none=True)
     return loss, grad_norm, x0
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """A nested config as flat ``a.b`` keys with TensorBoard-friendly values (hparams)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v if isinstance(v, int | float | str | bool) else str(v)
-    return out
