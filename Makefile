@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: env test demo experiment captioner lint gpu-smoke report-screenshot clean
+.PHONY: env test demo experiment captioner recaption lint gpu-smoke report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ experiment: captioner
 # → runs/captioner/eval/captioner_eval.md (.png)
 captioner: env
 	$(BIN)/captioner miniature --out runs/captioner
+
+# re-captioning user prompts (after `make demo` and `make captioner`): the demo model on 100 held-out scenes'
+# short prompts, as written and re-captioned by the miniature ShareCaptioner -> runs/recaption/report.html
+recaption: env
+	$(BIN)/t2v prompts --out runs/recaption/prompts-short.jsonl --num-prompts 100 --caption-field short \
+		--seconds 4 --train-manifest runs/demo/data/manifest.jsonl
+	$(BIN)/t2v compare --models runs/demo/t2v/pipeline --names demo --prompts runs/recaption/prompts-short.jsonl \
+		--recaption runs/captioner/train/model --out runs/recaption
 
 lint: env
 	$(BIN)/ruff check --no-cache .

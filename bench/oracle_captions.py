@@ -19,11 +19,10 @@ from pathlib import Path
 from captioner.config import load_captioner_config
 from captioner.run import run_captioner, tasks_from_manifest
 from clipio.manifest import read_manifest
-from synthworld.dataset import World, write_synth_dataset
+from synthworld.dataset import DEMO_WORLD, World, write_synth_dataset
 from synthworld.score import caption_names_events
 from synthworld.spec import SceneSpec
 
-DEMO_WORLD = World(max_objects=1, max_events=1, moving_start=True)  # the world `make demo` trains on
 ROWS = [  # (name, world, frame size, captioner overrides)
     ("full world", World(), 64, []),
     ("demo world", DEMO_WORLD, 48, []),

@@ -8,7 +8,7 @@
                   --recaption oracle --device D --offload --vae-slicing --vae-tiling --lora DIR --lora-scale S]
     t2v plan      --config YAML [--gpus 8 --gpu-mem 80 --nodes 1] [key=value ...]
     t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
-    t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --device D ...]
+    t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --recaption CAPTIONER --device D ...]
     t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100 --captioner DIR]   (`make experiment`)
     t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 50]   (`make demo`)
 
@@ -88,15 +88,9 @@ def _generate(a: argparse.Namespace) -> int:
     prompts = [a.prompt] if a.prompt else [it.prompt for it in load_prompts(a.prompts)]
     steps, guidance = sample_settings(a.model, a.steps, a.guidance)
     if a.recaption:  # short prompt -> the dense caption style the model was trained on
-        from captioner.config import build_backend, load_captioner_config
-        from captioner.modes import recaption
-        from captioner.prompting import PromptSet
-        from t2v.generate import load_pipeline, training_fps
+        from t2v.generate import recaption_prompts
 
-        pipe = load_pipeline(a.model)  # only its config is read here
-        seconds = (a.frames or pipe.transformer.config.sample_frames) / training_fps(a.model)
-        ccfg = load_captioner_config(a.recaption)
-        prompts = recaption(prompts, build_backend(ccfg.backend), duration=seconds, prompts=PromptSet(ccfg.run.prompts))
+        prompts = recaption_prompts(a.model, prompts, a.recaption, a.frames)
         for p in prompts:
             print(f"recaptioned: {p}")
     paths = generate(a.model, prompts, a.out, num_frames=a.frames, height=a.height, width=a.width, steps=steps,
@@ -131,7 +125,8 @@ def _compare(a: argparse.Namespace) -> int:
 
     steps, guidance = sample_settings(a.models[0], a.steps, a.guidance)
     rep = compare_models(a.models, a.prompts, a.out, names=a.names, steps=steps, guidance=guidance, seed=a.seed,
-                         clip=a.clip, gallery=a.gallery, command="t2v " + " ".join(sys.argv[1:]), **_device(a))
+                         clip=a.clip, recaption=a.recaption, gallery=a.gallery,
+                         command="t2v " + " ".join(sys.argv[1:]), **_device(a))
     for cat in rep["categories"]:
         row = "  ".join(f"{n} {_fmt_stat(rep['metrics'][n].get(cat['key']))}" for n in rep["metrics"])
         print(f"{cat['label']:<48} {row}")
@@ -258,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="prompt k uses seed + k for every model")
     s.add_argument("--clip", default=None, help="a CLIP model folder: adds CLIP score and Fréchet distance")
     s.add_argument("--gallery", type=int, default=12, help="prompts shown side by side in the report")
+    s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER",
+                   help="also run every model on the prompts re-captioned by this captioner (config, preset or "
+                        "trained folder) as arm NAME+recaption: same scenes and seeds, paired differences")
     _device_args(s)
     s.set_defaults(func=_compare)
 

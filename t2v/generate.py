@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -124,3 +125,22 @@ def training_fps(model_dir: str | Path) -> float:
     """The fps the pipeline was trained at (its saved ``data.fps``); 8.0 for a folder without a config."""
     cfg = pipeline_config(model_dir)
     return cfg.data.fps if cfg is not None else 8.0
+
+
+def recaption_prompts(model_dir: str | Path, prompts: list[str], captioner: str | Path,
+                      num_frames: int | None = None) -> list[str]:
+    """Short prompts → the dense caption style the model was trained on, by a captioner in re-caption mode
+    (a captioner config or preset name, or a trained captioner folder: ``captioner train``'s ``model/``),
+    for a video of the model's length (``num_frames``, default its sample frames, at its training fps)."""
+    from captioner.config import build_backend, load_captioner_config
+    from captioner.modes import recaption
+    from captioner.prompting import PromptSet
+
+    if num_frames is None:
+        tcfg = Path(model_dir) / "transformer" / "config.json"
+        if not tcfg.is_file():
+            raise FileNotFoundError(f"{model_dir}: no transformer/config.json; is it a t2v pipeline folder?")
+        num_frames = int(json.loads(tcfg.read_text())["sample_frames"])
+    ccfg = load_captioner_config(captioner)
+    return recaption(prompts, build_backend(ccfg.backend), duration=num_frames / training_fps(model_dir),
+                     prompts=PromptSet(ccfg.run.prompts))

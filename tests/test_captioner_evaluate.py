@@ -130,3 +130,21 @@ def test_write_report_writes_json_markdown_and_png(oracle_run, tmp_path):
     assert [r["name"] for r in json.loads((tmp_path / "report" / "captioner_eval.json").read_text())] == \
         ["oracle", "worse"]
     assert (tmp_path / "report" / "captioner_eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recaption_scores_what_a_short_caption_carries(oracle_run):
+    """The oracle's re-caption of each clip's short caption: colour, shape and size survive (the short caption
+    says them), the start region cannot (it does not); the dense answers are written and scored per clip."""
+    from captioner.training.evaluate import evaluate_recaption
+
+    _, tasks, out = oracle_run
+    r = evaluate_recaption("oracle-recaption", load_captioner_config("oracle"), out / "oracle.jsonl", out,
+                           ids=[t.id for t in tasks[:6]])
+    cats = r["scores"]["categories"]
+    assert r["mode"] == "recaption" and r["scores"]["n_clips"] == 6 and r["clips_per_s"] > 0
+    assert all(cats[a]["mean"] == 1.0 for a in ("colour", "shape", "size")), cats
+    assert cats["region"]["mean"] < 1.0
+    written = read_manifest(out / "oracle-recaption.jsonl")
+    shorts = {x["id"]: x["captions"]["short"] for x in read_manifest(out / "oracle.jsonl")}
+    assert [w["captions"]["short"] for w in written] == [shorts[t.id] for t in tasks[:6]]
+    assert all(w["captions"]["dense"] != w["captions"]["short"] for w in written)

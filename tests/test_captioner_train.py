@@ -217,3 +217,65 @@ def test_a_validation_manifest_in_another_folder_finds_its_videos(annotated, tmp
     answers = [json.loads(ln) for ln in (tmp_path / "run" / "validation" / "step-000001.jsonl").read_text().splitlines()]
     assert {a["id"] for a in answers} == {held["id"]} and {a["mode"] for a in answers} == {
         "fast", "sliding", "summary", "recaption"}
+
+
+def test_vision_pretraining_teaches_the_tower_to_match_its_annotations_and_leaves_the_decoder(annotated, tmp_path):
+    """CLIP-style pretraining on (key-frame, caption) and (fast grid, dense caption) pairs: the contrastive loss
+    falls below chance and image->text retrieval on the pairs beats chance; only the vision side changes; the
+    folder is a VLM the trainer starts from. The pairs are the images inference sends."""
+    from captioner.training.vision_pretrain import (
+        VisionPretrainConfig,
+        annotation_pairs,
+        pretrain_vision_tower,
+    )
+
+    root, ann = annotated
+    recs = load_records(ann)
+    images, texts = annotation_pairs(recs, "mini-fast")
+    assert len(images) == len(texts) == 2 * len(recs)
+    prompts, frames = PromptSet("compact"), FrameSource(load_captioner_config("mini-fast"))
+    grid = conversation(recs[1], "fast", 0, prompts, frames)
+    assert np.array_equal(images[3], grid.request.images[0]) and texts[3] == recs[1]["captions"]["dense"]
+    assert texts[0] == recs[0]["keyframes"][0]["caption"]
+
+    out = tmp_path / "pretrained"
+    summary = pretrain_vision_tower(root / "untrained", recs, out, VisionPretrainConfig(steps=40, batch_size=12,
+                                    warmup_steps=0), progress=False)
+    assert summary["pairs"] == 12 and summary["loss_last"] < summary["loss_first"]
+    assert summary["loss_last"] < summary["chance_loss"] and summary["retrieval_last_batch"] > 3 / 12
+    before, after = load_file(root / "untrained" / "model.safetensors"), load_file(out / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("vision_tower" in k or "projector" in k for k in changed)
+    assert any("vision_tower" in k for k in changed) and any("projector" in k for k in changed)
+    # the trainer starts from it
+    cfg = _cfg(root, ann, tmp_path / "run", f"model.path={out}", "data.modes.sliding=0", "data.modes.summary=0",
+               "train.max_steps=2")
+    assert train_captioner(cfg, progress=False)["steps"] == 2
+
+
+def test_the_vision_bench_runs_both_towers_on_held_out_colour_trials(annotated, tmp_path):
+    """bench/captioner_vision.py at toy size: each held-out trial is the detail caption with every colour, the
+    true one among them once, and both towers (random, pretrained) are trained and scored."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import captioner_vision
+
+    from captioner.training.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
+
+    root, ann = annotated
+    recs = load_records(ann)
+    pretrain_vision_tower(root / "untrained", recs, tmp_path / "pre", VisionPretrainConfig(steps=2, batch_size=4),
+                          progress=False)
+    proc = HFBackend(str(root / "untrained"), device="cpu").processor
+    conv = conversation(recs[0], "sliding", 0, PromptSet("compact"), FrameSource(load_captioner_config("mini-fast")))
+    colour = recs[0]["meta"]["scene"]["objects"][0]["colour"]
+    variants, truth = captioner_vision._colour_trial(conv, colour, proc, proc.tokenizer.eos_token_id)
+    want = tokenize(conv, proc, proc.tokenizer.eos_token_id)["input_ids"]
+    assert [torch.equal(v["input_ids"], want) for v in variants].count(True) == 1
+    assert torch.equal(variants[truth]["input_ids"], want)
+    out = tmp_path / "b.json"
+    res = captioner_vision.main(["--annotations", str(ann), "--untrained", str(root / "untrained"), "--pretrained",
+                                 str(tmp_path / "pre"), "--steps", "2", "--batch-size", "2", "--heldout", "2", "--probe-steps", "2",
+                                 "--out", str(out)])
+    assert json.loads(out.read_text())["heldout"] == 2 and set(res["runs"]) == {"random tower", "pretrained tower"}
+    assert all(0 <= r["colour"] <= 1 and r["curve"][-1]["step"] == 2 for r in res["runs"].values())
+    assert 0 <= res["supervised_random_tower"]["colour"] <= 1

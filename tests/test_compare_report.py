@@ -202,6 +202,7 @@ class _FakePipe:
         import torch
 
         self.scenes, self.follow, self.size = scenes, follow, size
+        self.calls: list[str] = []
         self.transformer = SimpleNamespace(config=SimpleNamespace(sample_frames=frames))
         self.video_vae, self.vae = _IdentityVAE(), SimpleNamespace(dtype=torch.float32)
         self.device = torch.device("cpu")
@@ -211,7 +212,8 @@ class _FakePipe:
 
         from synthworld.render import render
 
-        spec = self.scenes[prompt] if self.follow else self.scenes["ignored"]
+        self.calls.append(prompt)
+        spec = self.scenes.get(prompt, self.scenes["ignored"]) if self.follow else self.scenes["ignored"]
         return SimpleNamespace(frames=[render(spec, size=self.size, fps=8)[:num_frames]])
 
 
@@ -234,6 +236,7 @@ def fake_models(tmp_path, monkeypatch):
         dirs[name] = d
     pipes = {dirs["good"]: _FakePipe(scenes, True), dirs["ignores"]: _FakePipe(scenes, False)}
     monkeypatch.setattr(run, "load_pipeline", lambda model, *a, **k: pipes[Path(model)])
+    dirs["pipes"] = pipes
     return dirs, prompts
 
 
@@ -295,3 +298,25 @@ def test_pipeline_config_is_loaded_strictly(tmp_path):
     with pytest.raises(ConfigError, match=r"t2v_config\.yaml.*data\.frame_rate"):
         _caption_field(tmp_path)
     assert training_fps(tmp_path / "none") == 8.0 and _caption_field(tmp_path / "none") is None
+
+
+def test_compare_recaption_adds_an_arm_on_the_rewritten_prompts(fake_models, tmp_path):
+    """`t2v compare --recaption CAPTIONER`: each model also runs on the captioner's rewrites of the prompts (here
+    the oracle's re-caption of held-out dense captions: new sentences this fake model does not know, so it shows
+    an unrelated scene for them), scored against the original scenes with the same seeds; the arm is in the
+    metrics, the paired differences and the report, and its prompts are written with the originals."""
+    from t2v.compare.run import compare_models, load_prompts
+
+    dirs, prompts = fake_models
+    rep = compare_models([dirs["good"]], prompts, tmp_path / "rc", gallery=2, recaption="oracle")
+    originals = [it.prompt for it in load_prompts(prompts)]
+    rewritten = [json.loads(ln) for ln in (tmp_path / "rc" / "prompts-recaptioned.jsonl").read_text().splitlines()]
+    assert [r["original"] for r in rewritten] == originals and rep["recaption"]["captioner"] == "oracle"
+    assert all(r["prompt"] != r["original"] and r["scene"] for r in rewritten)
+    calls = dirs["pipes"][dirs["good"]].calls
+    assert calls == originals + [r["prompt"] for r in rewritten]  # the arm generated from the rewrites
+    assert [m["name"] for m in rep["models"]] == ["good", "good+recaption"]
+    d = {x["category"]: x for x in rep["differences"]}["colour"]
+    assert (d["a"], d["b"]) == ("good", "good+recaption") and d["hi"] < 0
+    assert "good+recaption" in (tmp_path / "rc" / "report.md").read_text()
+    assert (tmp_path / "rc" / "gallery" / "001-good+recaption.gif").is_file()

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("clipio", "synthworld", "captioner", "t2v")
 ALLOWED = {"clipio": set(), "synthworld": {"clipio"}, "captioner": {"clipio", "synthworld"},
            "t2v": {"clipio", "synthworld", "captioner"}}
-# t2v drives captioning only here: the experiment (captions its clips) and `t2v generate --recaption`
-T2V_USES_CAPTIONER = {"t2v/experiment.py", "t2v/cli.py"}
+# t2v drives captioning only here: the experiment (captions its clips) and re-captioning prompts
+# (`t2v generate --recaption`, `t2v compare --recaption`: t2v.generate.recaption_prompts)
+T2V_USES_CAPTIONER = {"t2v/experiment.py", "t2v/generate.py"}
 
 
 def project_imports(path: Path) -> set[str]:

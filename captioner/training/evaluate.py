@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,40 @@ def evaluate(name: str, cfg: CaptionerConfig, tasks: list[ClipTask], out_dir: st
     scores = score_manifest(manifest, tol, ids=[t.id for t in tasks], scenes=scenes)
     return {"name": name, "mode": cfg.run.mode, "clips_per_s": timing["clips_per_s"],
             "seconds": timing["seconds"], "scores": scores}
+
+
+def evaluate_recaption(name: str, cfg: CaptionerConfig, oracle_manifest: str | Path, out_dir: str | Path,
+                       ids: Iterable[str] | None = None, backend=None, tol: float = 0.5) -> dict[str, Any]:
+    """Re-caption mode on the records' short captions (``oracle_manifest``: the oracle's captions of the
+    held-out clips), each dense answer scored against the clip's truth as a captioned clip would be. What a
+    short caption does not say (start region, direction, timing) can only be guessed; colour, shape and size
+    must survive. Writes ``out_dir/{name}.jsonl`` (the records with the re-captioned dense caption)."""
+    from captioner.config import build_backend
+    from captioner.modes import recaption
+    from captioner.prompting import PromptSet
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = [r for r in iter_latest(oracle_manifest) if r["status"] == "ok" and r["captions"].get("short")]
+    if ids is not None:
+        keep = set(ids)
+        records = [r for r in records if r["id"] in keep]
+    if not records:
+        raise ValueError(f"{oracle_manifest}: no ok record with a short caption to re-caption")
+    backend = backend or build_backend(cfg.backend)
+    t0 = time.perf_counter()
+    dense = recaption([r["captions"]["short"] for r in records], backend,
+                      duration=float(records[0].get("end") or 4.0) - float(records[0].get("start") or 0.0),
+                      prompts=PromptSet(cfg.run.prompts))
+    seconds = time.perf_counter() - t0
+    manifest = out_dir / f"{name}.jsonl"
+    with open(manifest, "w") as f:
+        for r, d in zip(records, dense):
+            f.write(json.dumps({**r, "keyframes": [], "captions": {"short": r["captions"]["short"], "dense": d}})
+                    + "\n")
+    scores = score_manifest(manifest, tol, ids=[r["id"] for r in records])
+    return {"name": name, "mode": "recaption", "clips_per_s": len(records) / seconds, "seconds": round(seconds, 2),
+            "scores": scores}
 
 
 def chance() -> dict[str, float | None]:

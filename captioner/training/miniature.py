@@ -61,8 +61,9 @@ def run_miniature(out: str | Path = "runs/captioner", num_clips: int = 2000, num
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest
     from captioner.training.config import load_train_config
-    from captioner.training.evaluate import evaluate, write_report
+    from captioner.training.evaluate import evaluate, evaluate_recaption, write_report
     from captioner.training.train import load_records, train_captioner
+    from captioner.training.vision_pretrain import pretrain_vision_tower
     from synthworld.dataset import DEMO_WORLD, write_synth_dataset
 
     out = Path(out)
@@ -86,14 +87,19 @@ def run_miniature(out: str | Path = "runs/captioner", num_clips: int = 2000, num
     run_captioner(oracle, tasks_from_manifest(sets["train"], annotations), annotations)
     stamp("clips+annotations", s)
 
-    # 2. the untrained miniature
-    untrained = out / "untrained"
+    # 2. the untrained miniature (the floor), then its vision tower pretrained on the annotations (CLIP-style;
+    # the decoder alone cannot teach a random tower to see: docs/captioner-training.md)
+    s = time.time()
+    untrained, pretrained = out / "untrained", out / "pretrained"
     if not (untrained / "config.json").is_file():
         build_miniature(untrained, load_records(annotations))
+    if not (pretrained / "config.json").is_file():
+        pretrain_vision_tower(untrained, load_records(annotations), pretrained, captioner=FAST_PRESET)
+    stamp("vision pretraining", s)
 
     # 3. training
     s = time.time()
-    tcfg = load_train_config(TRAIN_PRESET, [f"data.manifest={annotations}", f"model.path={untrained}",
+    tcfg = load_train_config(TRAIN_PRESET, [f"data.manifest={annotations}", f"model.path={pretrained}",
                                             f"train.output_dir={out / 'train'}", *(overrides or [])])
     model = Path(tcfg.train.output_dir) / "model"
     if not (model / "config.json").is_file():
@@ -110,6 +116,9 @@ def run_miniature(out: str | Path = "runs/captioner", num_clips: int = 2000, num
             ("learned fast", load_captioner_config(FAST_PRESET, [f"backend.path={model}"])),
             ("learned DiffSW", load_captioner_config(DIFFSW_PRESET, [f"backend.path={model}"]))]
     results = [evaluate(_slug(name), cfg, heldout_tasks, ev) | {"name": name} for name, cfg in runs]
+    # re-caption mode on the oracle's short captions of the same clips (what `t2v generate --recaption` does)
+    results.append(evaluate_recaption("learned-recaption", runs[2][1], ev / "oracle.jsonl", ev,
+                                      ids=[t.id for t in heldout_tasks]) | {"name": "learned re-caption (short)"})
     stamp("eval", s)
     report = write_report(results, ev)
     (out / "times.json").write_text(json.dumps(times, indent=1))

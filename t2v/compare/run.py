@@ -108,8 +108,14 @@ class ModelRun:
 
 def compare_models(models: list[str | Path], prompts: str | Path, out: str | Path, names: list[str] | None = None,
                    steps: int = 20, guidance: float = 5.0, seed: int = 0, clip: str | None = None,
-                   gallery: int = 12, command: str = "", device: str | None = "cpu", **load: bool) -> dict:
+                   gallery: int = 12, command: str = "", device: str | None = "cpu",
+                   recaption: str | Path | None = None, **load: bool) -> dict:
     """Generate, score and report. Returns the report dict (also written to ``out/report.json``).
+
+    ``recaption`` (a captioner config, preset or trained folder): every model also runs on the prompts that
+    captioner re-captions (``t2v generate --recaption``), as the arm ``NAME+recaption``: same scenes, same
+    seeds, so the paired difference is what re-captioning buys. The rewritten prompts are in
+    ``out/prompts-recaptioned.jsonl`` and the report.
 
     One model is a plain evaluation (its scores with chance and ceiling, no differences). ``device`` (None:
     CUDA when present) and ``load`` (offload, vae_slicing, vae_tiling) as :func:`t2v.generate.load_pipeline`;
@@ -129,14 +135,25 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     has_scenes = any(it.scene is not None for it in items)
     keys = (list(SCENE_CATEGORIES) if has_scenes else []) + ["flicker"] + (["clip_score"] if scorer else [])
 
-    # 2. every model, the same prompts and seeds
+    rewritten: list[PromptItem] | None = None
+
+    # 2. every model (and arm), the same prompts and seeds
     runs: dict[str, ModelRun] = {}
+    arm_models: list[str | Path] = []
     first_pipe = None
     for name, model in zip(names, models):
         pipe, fps = load_pipeline(model, device, **load), training_fps(model)
         first_pipe = first_pipe or (pipe, fps)
         runs[name] = _run_model(pipe, fps, name, items, out / "gallery", steps, guidance, seed, gallery, scorer)
+        arm_models.append(model)
+        if recaption and rewritten is None:  # once, for the first model's video length
+            rewritten = _recaptioned(model, items, recaption, out, pipe.transformer.config.sample_frames)
+        if rewritten is not None:
+            arm = f"{name}+recaption"
+            runs[arm] = _run_model(pipe, fps, arm, rewritten, out / "gallery", steps, guidance, seed, gallery, scorer)
+            arm_models.append(model)
         del pipe
+    names, models = list(runs), arm_models
 
     # 3. references: chance (deranged scenes) and ceiling (true scenes through the VAE)
     metrics = {n: _stats(runs[n].rows, keys) for n in names}
@@ -164,12 +181,32 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     }
     if fd:
         report["frechet_clip_distance"] = fd
+    if rewritten is not None:
+        report["recaption"] = {"captioner": str(recaption), "prompts": [it.prompt for it in rewritten]}
+        report["notes"].append(f"*NAME+recaption*: the same model on the prompts re-captioned by {recaption} "
+                               "({out / 'prompts-recaptioned.jsonl'}), same scenes and seeds.")
     write_report(report, out)
     from t2v.training.card import add_evaluation
 
     for m in dict.fromkeys(map(str, models)):  # each trained model's card gets this table
         add_evaluation(m, report_table(report), report["command"])
     return report
+
+
+def _recaptioned(model: str | Path, items: list[PromptItem], captioner: str | Path, out: Path,
+                 num_frames: int) -> list[PromptItem]:
+    """The prompts re-captioned for ``model``'s video length, each with its scene; written to
+    ``out/prompts-recaptioned.jsonl`` (``{"prompt", "original", "scene"}``)."""
+    from t2v.generate import recaption_prompts
+
+    texts = recaption_prompts(model, [it.prompt for it in items], captioner, num_frames)
+    rewritten = [PromptItem(t, it.scene) for t, it in zip(texts, items)]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "prompts-recaptioned.jsonl", "w") as f:
+        for it, new in zip(items, rewritten):
+            f.write(json.dumps({"prompt": new.prompt, "original": it.prompt,
+                                "scene": it.scene.to_dict() if it.scene else None}) + "\n")
+    return rewritten
 
 
 def _model_names(models: list[str | Path], names: list[str] | None) -> list[str]:

@@ -1,0 +1,154 @@
+"""Contrastive pretraining of a from-scratch VLM's vision tower on its own annotations (CLIP-style).
+
+A real captioner starts from a pretrained vision encoder (ShareCaptioner-Video from InternLM-XComposer's,
+LLaVA from CLIP's). A VLM built from configs has a random one, and training it end to end through the
+decoder does not teach it to see: the decoder learns the caption language from the text long before a
+random tower's features carry anything it can use, and after that the loss on the words only the image
+can give (colour, shape, place) stays at their prior (docs/captioner-training.md measures it).
+
+So the miniature gets its "pretrained CLIP" the way CLIP got one, from image/text pairs — here the
+annotations it is trained on, nothing more: each record's first key-frame with its detail caption, and
+its fast-mode key-frame grid with its dense caption (the same images inference sends). The image side is
+what the decoder will consume: ``get_image_features`` (vision tower → feature layer → projector), its
+tokens mean-pooled; the text side is a small ``CLIPTextModel`` over the VLM's own tokenizer, thrown away
+afterwards. The loss is CLIP's symmetric InfoNCE with a learned temperature; captions that occur twice
+in a batch are not counted as each other's negatives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VisionPretrainConfig:
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    max_text_tokens: int = 96      # a dense caption's first sentences: what the clip starts as and does
+    text_layers: int = 2
+    seed: int = 0
+
+
+def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast", prompts: str | None = None
+                     ) -> tuple[list, list[str]]:
+    """(images, texts): every usable record's first key-frame with its caption and its fast-mode grid with its
+    dense caption, built by the training conversations (so exactly what inference will send)."""
+    from captioner.config import load_captioner_config
+    from captioner.prompting import PromptSet
+    from captioner.training.conversations import FrameSource, conversation, has_mode
+
+    ccfg = load_captioner_config(captioner)
+    ps, frames = PromptSet(prompts or ccfg.run.prompts), FrameSource(ccfg)
+    images, texts = [], []
+    for r in records:
+        for mode in ("sliding", "fast"):
+            if has_mode(r, mode):
+                conv = conversation(r, mode, 0, ps, frames)
+                images.append(conv.request.images[0])
+                texts.append(conv.answer.strip())
+    if len(set(texts)) < 2:
+        raise ValueError(f"vision pretraining needs at least 2 different captions; the {len(records)} records "
+                         f"give {len(set(texts))}")
+    return images, texts
+
+
+def _image_embedding(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    cfg = model.config
+    out = model.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
+                                   vision_feature_select_strategy=cfg.vision_feature_select_strategy)
+    feats = out.pooler_output if hasattr(out, "pooler_output") else out
+    return torch.stack([f.mean(0) for f in feats]) if isinstance(feats, (list, tuple)) else feats.mean(1)
+
+
+def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], out_dir: str | Path,
+                          cfg: VisionPretrainConfig | None = None, captioner: str = "mini-fast",
+                          progress: bool = True) -> dict[str, Any]:
+    """Load the VLM folder ``model_dir``, pretrain its vision tower and projector contrastively on the records'
+    annotations and save the whole VLM (decoder untouched) with its processor into ``out_dir``. Returns a
+    summary (also written to ``out_dir/vision_pretrain.json``): loss at the start and end, and the held-in
+    image→text retrieval accuracy of the last batch."""
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForImageTextToText, AutoProcessor, CLIPTextConfig, CLIPTextModel
+
+    cfg = cfg or VisionPretrainConfig()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    if not hasattr(model, "get_image_features"):
+        raise ValueError(f"{model_dir}: {type(model).__name__} has no get_image_features; vision pretraining "
+                         "needs a LLaVA-family VLM")
+    tok = processor.tokenizer
+    images, texts = annotation_pairs(records, captioner)
+    pixel_values = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    enc = tok(texts, padding=True, truncation=True, max_length=cfg.max_text_tokens, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    caption_id = torch.tensor([{t: i for i, t in enumerate(dict.fromkeys(texts))}[t] for t in texts])
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        dim = model.config.text_config.hidden_size
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=dim, intermediate_size=4 * dim,
+                                            num_hidden_layers=cfg.text_layers, num_attention_heads=4,
+                                            max_position_embeddings=ids.shape[1], pad_token_id=tok.pad_token_id,
+                                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+        img_proj, txt_proj = torch.nn.Linear(dim, dim, bias=False), torch.nn.Linear(dim, dim, bias=False)
+        log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        gen = torch.Generator().manual_seed(cfg.seed)
+    vision = [p for n, p in model.named_parameters() if "language_model" not in n and "lm_head" not in n]
+    params = [*vision, *text.parameters(), *img_proj.parameters(), *txt_proj.parameters(), log_scale]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5
+                                              * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    model.train()
+    text.train()
+    n, bs = len(texts), min(cfg.batch_size, len(texts))
+    history: list[float] = []
+    t0 = time.time()
+    bar = tqdm(range(cfg.steps), desc="vision pretraining", unit="step", disable=not progress)
+    for step in bar:
+        idx = torch.randperm(n, generator=gen)[:bs]
+        zi = F.normalize(img_proj(_image_embedding(model, pixel_values[idx])), dim=-1)
+        h = text(input_ids=ids[idx], attention_mask=mask[idx]).last_hidden_state
+        m = mask[idx][..., None].to(h.dtype)
+        zt = F.normalize(txt_proj((h * m).sum(1) / m.sum(1)), dim=-1)
+        logits = zi @ zt.T * log_scale.exp().clamp(max=100)
+        cid = caption_id[idx]
+        twins = (cid[:, None] == cid[None, :]) & ~torch.eye(bs, dtype=torch.bool)
+        logits = logits.masked_fill(twins, float("-inf"))
+        target = torch.arange(bs)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{sum(history[-10:]) / len(history[-10:]):.3f}")
+    retrieval = float((logits.argmax(1) == target).float().mean())
+    model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    processor.save_pretrained(out)
+    model.save_pretrained(out)
+    k = max(1, min(50, len(history) // 10))
+    summary = {"pairs": n, "captions": int(caption_id.max()) + 1, "steps": cfg.steps,
+               "loss_first": sum(history[:k]) / k, "loss_last": sum(history[-k:]) / k,
+               "chance_loss": math.log(bs), "retrieval_last_batch": retrieval,
+               "seconds": round(time.time() - t0, 1), "config": asdict(cfg)}
+    (out / "vision_pretrain.json").write_text(json.dumps(summary, indent=1))
+    log.info("vision pretraining: loss %.3f -> %.3f (chance %.3f) in %.0f s", summary["loss_first"],
+             summary["loss_last"], summary["chance_loss"], summary["seconds"])
+    return summary
