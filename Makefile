@@ -37,17 +37,17 @@ test: env
 demo: env
 	$(BIN)/t2v demo --out runs/demo
 
-# short vs dense captions, the paper's experiment in miniature (not yet timed with three arms; the two-arm
-# experiment took 35.5 min, plus `make captioner` and a third training of 15 min): the miniature
-# ShareCaptioner first (`make captioner`), then captioner (oracle) → three trainings (short, oracle dense,
-# learned dense) → t2v compare → runs/experiment/report/report.html
+# short vs dense captions, the paper's experiment in miniature (75 min on 2 cores on 2026-12-03: `make captioner`
+# 21 min, then 54 min): the miniature ShareCaptioner first (`make captioner`), then captioner (oracle and
+# learned) → three trainings of 15 min (short, oracle dense, learned dense) → t2v compare
+# → runs/experiment/report/report.html
 experiment: captioner
 	$(BIN)/t2v experiment --out runs/experiment --captioner runs/captioner/train/model
 
-# the miniature ShareCaptioner-Video (3552 training steps whatever the machine; 36 min on 2 cores on 2026-12-02,
-# with other jobs on the cores for part of it):
-# oracle DiffSW annotations → a small VLM trained from scratch → measured against ground truth (fast vs DiffSW)
-# → runs/captioner/eval/captioner_eval.md (.png)
+# the miniature ShareCaptioner-Video (1500 vision-pretraining and 3552 training steps whatever the machine;
+# 21.2 min on 2 cores on 2026-12-03: annotations 158 s, vision pretraining 295 s, training 779 s, eval 41 s):
+# oracle DiffSW annotations → a small VLM, its vision tower pretrained CLIP-style, trained on the four modes
+# → measured against ground truth (fast vs DiffSW) → runs/captioner/eval/captioner_eval.md (.png)
 captioner: env
 	$(BIN)/captioner miniature --out runs/captioner
 

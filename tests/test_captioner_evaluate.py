@@ -148,3 +148,43 @@ def test_recaption_scores_what_a_short_caption_carries(oracle_run):
     shorts = {x["id"]: x["captions"]["short"] for x in read_manifest(out / "oracle.jsonl")}
     assert [w["captions"]["short"] for w in written] == [shorts[t.id] for t in tasks[:6]]
     assert all(w["captions"]["dense"] != w["captions"]["short"] for w in written)
+
+
+def test_first_keyframe_readout_scores_what_the_first_frame_shows(oracle_run, tmp_path):
+    """The oracle's first key-frame captions name colour, shape, size and region of every clip; a record whose
+    first caption names the wrong colour fails colour only; events and direction are not scored."""
+    from captioner.training.evaluate import evaluate_first_keyframe
+
+    _, tasks, out = oracle_run
+    ids, scenes = [t.id for t in tasks], {t.id: t.meta["scene"] for t in tasks}
+    r = evaluate_first_keyframe("first", out / "oracle.jsonl", tmp_path, ids=ids, scenes=scenes)
+    cats = r["scores"]["categories"]
+    assert all(cats[a]["mean"] == 1.0 and cats[a]["n"] == N_CLIPS for a in ("colour", "shape", "size", "region"))
+    assert cats["events"]["n"] == cats["direction"]["n"] == 0
+    records = read_manifest(out / "oracle.jsonl")
+    first = records[0]["keyframes"][0]["caption"]
+    truth = SceneSpec.from_dict(records[0]["meta"]["scene"]).objects[0].colour
+    wrong = next(c for c in COLOURS if c != truth)
+    records[0]["keyframes"][0]["caption"] = re.sub(rf"\b{truth}\b", wrong, first)
+    del records[1]["keyframes"]  # no key-frame caption: fails its items
+    bad = _write(tmp_path / "bad.jsonl", records)
+    r = evaluate_first_keyframe("first-bad", bad, tmp_path, ids=ids, scenes=scenes)
+    cats = r["scores"]["categories"]
+    assert cats["colour"]["mean"] == (N_CLIPS - 2) / N_CLIPS
+    assert cats["shape"]["mean"] == cats["size"]["mean"] == (N_CLIPS - 1) / N_CLIPS
+
+
+def test_a_recaption_rerun_keeps_the_answers_and_the_first_timing(oracle_run, tmp_path):
+    from captioner.training.evaluate import evaluate_recaption
+
+    _, tasks, out = oracle_run
+    ids = [t.id for t in tasks[:4]]
+    first = evaluate_recaption("re", load_captioner_config("oracle"), out / "oracle.jsonl", tmp_path, ids=ids)
+    written = (tmp_path / "re.jsonl").read_text()
+    again = evaluate_recaption("re", load_captioner_config("oracle"), out / "oracle.jsonl", tmp_path, ids=ids,
+                               backend=object())  # a backend that cannot caption: nothing is re-captioned
+    assert (again["seconds"], again["clips_per_s"]) == (first["seconds"], first["clips_per_s"])
+    assert again["scores"] == first["scores"] and (tmp_path / "re.jsonl").read_text() == written
+    more = evaluate_recaption("re", load_captioner_config("oracle"), out / "oracle.jsonl", tmp_path,
+                              ids=[t.id for t in tasks[:6]])  # two clips more: captioned again, all six
+    assert more["scores"]["n_clips"] == 6

@@ -108,6 +108,26 @@ def test_loss_is_on_the_answer_and_eos_only_and_the_prompt_matches_inference(ann
     assert batch["pixel_values"].shape[0] == 2
 
 
+def test_a_prompt_is_never_cut_even_by_a_tokenizer_saved_with_truncation(annotated, tmp_path):
+    """A fast tokenizer called once with truncation=True, max_length=16 saves that truncation into
+    tokenizer.json; training and inference of a folder saved so must still see every prompt whole."""
+    from transformers import AutoProcessor
+
+    root, ann = annotated
+    proc = AutoProcessor.from_pretrained(root / "untrained")
+    proc.tokenizer(["a long text " * 20], truncation=True, max_length=16)
+    proc.save_pretrained(tmp_path / "cut")
+    assert json.loads((tmp_path / "cut" / "tokenizer.json").read_text())["truncation"]["max_length"] == 16
+    rec = load_records(ann)[0]
+    summ = conversation(rec, "summary", 0, PromptSet("compact"), None)
+    whole = len(proc(text=[summ.request.text], truncation=False)["input_ids"][0])
+    reloaded = AutoProcessor.from_pretrained(tmp_path / "cut")
+    ex = tokenize(summ, reloaded, reloaded.tokenizer.eos_token_id)
+    assert int((ex["labels"] == IGNORE_INDEX).sum()) > 16
+    untouched = tokenize(summ, AutoProcessor.from_pretrained(root / "untrained"), reloaded.tokenizer.eos_token_id)
+    assert torch.equal(ex["input_ids"], untouched["input_ids"]) and whole > 16
+
+
 def test_mode_mix_draws_what_the_weights_say(annotated):
     root, ann = annotated
     records = load_records(ann)
@@ -247,6 +267,15 @@ def test_vision_pretraining_teaches_the_tower_to_match_its_annotations_and_leave
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("vision_tower" in k or "projector" in k for k in changed)
     assert any("vision_tower" in k for k in changed) and any("projector" in k for k in changed)
+    # its processor is the one it started from: the text side's max_length leaves no truncation behind, so a
+    # summary request (longer than max_text_tokens) is tokenised whole for training, as inference sends it
+    summ = conversation(recs[0], "summary", 0, prompts, None)
+    want = HFBackend(str(root / "untrained")).encode([summ.request])["input_ids"][0]
+    assert len(want) > VisionPretrainConfig().max_text_tokens
+    pre = HFBackend(str(out))
+    assert torch.equal(pre.encode([summ.request])["input_ids"][0], want)
+    eos = pre.processor.tokenizer.eos_token_id
+    assert torch.equal(tokenize(summ, pre.processor, eos)["input_ids"][:len(want)], want)
     # the trainer starts from it
     cfg = _cfg(root, ann, tmp_path / "run", f"model.path={out}", "data.modes.sliding=0", "data.modes.summary=0",
                "train.max_steps=2")

@@ -161,7 +161,7 @@ class HFBackend:
             raise ValueError("HFBackend.encode: a batch must be all text-only or all with images")
         inputs = self.processor(text=prompts, images=images if n_with_images else None, padding=True,
                                 padding_side=self.padding_side, add_special_tokens=add_special,
-                                return_tensors="pt")
+                                truncation=False, return_tensors="pt")  # a prompt is never cut
         return inputs.to(self.model.device, dtype=self.model.dtype)
 
     def prepare_image(self, image: np.ndarray) -> Image.Image:

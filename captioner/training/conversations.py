@@ -193,7 +193,7 @@ def tokenize(conv: Conversation, processor, eos_id: int, max_length: int | None 
     prompt, add_special = chat_prompt(processor, conv.request)
     images = [prepare_image(im) if prepare_image else im for im in conv.request.images]
     enc = processor(text=[prompt], images=[images] if images else None, add_special_tokens=add_special,
-                    return_tensors="pt")
+                    truncation=False, return_tensors="pt")  # never cut, whatever the saved tokenizer says
     prompt_ids = enc["input_ids"][0]
     answer_ids = torch.tensor(tok(conv.answer.strip(), add_special_tokens=False)["input_ids"] + [eos_id],
                               dtype=prompt_ids.dtype)

@@ -141,7 +141,10 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    processor.save_pretrained(out)
+    # the processor as it was loaded: tokenising the texts with max_length above set the fast tokenizer's
+    # truncation, which save_pretrained would write into tokenizer.json and every later call would then apply
+    # (a trainer starting here cut every prompt at max_text_tokens)
+    AutoProcessor.from_pretrained(model_dir).save_pretrained(out)
     model.save_pretrained(out)
     k = max(1, min(50, len(history) // 10))
     summary = {"pairs": n, "captions": int(caption_id.max()) + 1, "steps": cfg.steps,
