@@ -37,15 +37,15 @@ test: env
 demo: env
 	$(BIN)/t2v demo --out runs/demo
 
-# short vs dense captions, the paper's experiment in miniature (75 min on 2 cores on 2026-12-03: `make captioner`
-# 21 min, then 54 min): the miniature ShareCaptioner first (`make captioner`), then captioner (oracle and
+# short vs dense captions, the paper's experiment in miniature (79 min on 2 cores on 2026-12-03: `make captioner`
+# 25 min, then 54 min): the miniature ShareCaptioner first (`make captioner`), then captioner (oracle and
 # learned) → three trainings of 15 min (short, oracle dense, learned dense) → t2v compare
 # → runs/experiment/report/report.html
 experiment: captioner
 	$(BIN)/t2v experiment --out runs/experiment --captioner runs/captioner/train/model
 
-# the miniature ShareCaptioner-Video (1500 vision-pretraining and 3552 training steps whatever the machine;
-# 21.2 min on 2 cores on 2026-12-03: annotations 158 s, vision pretraining 295 s, training 779 s, eval 41 s):
+# the miniature ShareCaptioner-Video (375 vision-pretraining and 3552 training steps whatever the machine;
+# 25.2 min on 2 cores on 2026-12-03: annotations 158 s, vision pretraining 367 s, training 935 s, eval 55 s):
 # oracle DiffSW annotations → a small VLM, its vision tower pretrained CLIP-style, trained on the four modes
 # → measured against ground truth (fast vs DiffSW) → runs/captioner/eval/captioner_eval.md (.png)
 captioner: env

@@ -259,9 +259,11 @@ def test_vision_pretraining_teaches_the_tower_to_match_its_annotations_and_leave
     assert texts[0] == recs[0]["keyframes"][0]["caption"]
 
     out = tmp_path / "pretrained"
-    summary = pretrain_vision_tower(root / "untrained", recs, out, VisionPretrainConfig(steps=40, batch_size=12,
+    summary = pretrain_vision_tower(root / "untrained", recs, out, VisionPretrainConfig(steps=40, batch_size=12, lr=1e-4,
                                     warmup_steps=0), progress=False)
     assert summary["pairs"] == 12 and summary["loss_last"] < summary["loss_first"]
+    dim = json.loads((root / "untrained" / "config.json").read_text())["text_config"]["hidden_size"]
+    assert summary["embedding_inputs"] == summary["image_tokens"] * dim  # flattened: where a token sits counts
     assert summary["loss_last"] < summary["chance_loss"] and summary["retrieval_last_batch"] > 3 / 12
     before, after = load_file(root / "untrained" / "model.safetensors"), load_file(out / "model.safetensors")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -308,3 +310,63 @@ def test_the_vision_bench_runs_both_towers_on_held_out_colour_trials(annotated, 
     assert json.loads(out.read_text())["heldout"] == 2 and set(res["runs"]) == {"random tower", "pretrained tower"}
     assert all(0 <= r["colour"] <= 1 and r["curve"][-1]["step"] == 2 for r in res["runs"].values())
     assert 0 <= res["supervised_random_tower"]["colour"] <= 1
+
+
+def test_mean_pooling_still_pretrains_and_a_bad_pool_is_named(annotated, tmp_path):
+    """pool="mean" (the tokens' mean as the image embedding) still trains: the loss falls and the folder saves;
+    an unknown pool is refused by name before any step."""
+    from captioner.training.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
+
+    root, ann = annotated
+    recs = load_records(ann)
+    summary = pretrain_vision_tower(root / "untrained", recs, tmp_path / "mean", VisionPretrainConfig(
+        steps=40, batch_size=12, warmup_steps=0, pool="mean"), progress=False)
+    assert summary["config"]["pool"] == "mean" and summary["loss_last"] < summary["loss_first"]
+    dim = json.loads((root / "untrained" / "config.json").read_text())["text_config"]["hidden_size"]
+    assert summary["image_tokens"] > 1 and summary["embedding_inputs"] == dim
+    assert (tmp_path / "mean" / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="pool must be 'mean' or 'flatten', not 'max'"):
+        pretrain_vision_tower(root / "untrained", recs, tmp_path / "bad", VisionPretrainConfig(steps=1, pool="max"),
+                              progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_token_probe_reads_what_the_features_hold_and_not_what_they_do_not():
+    """bench/captioner_probe.py's linear probe: a label written linearly into noisy features is read on held-out
+    rows; a label independent of the features stays near chance; rows without a label are left out."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import captioner_probe
+
+    g = torch.Generator().manual_seed(0)
+    labels = [["up", "down", "left", "right"][int(i)] for i in torch.randint(0, 4, (600,), generator=g)]
+    code = torch.randn(4, 64, generator=g)
+    x = torch.stack([code[["up", "down", "left", "right"].index(y)] for y in labels]) + 2 * torch.randn(600, 64, generator=g)
+    held = captioner_probe.linear_probe(x[:400], labels[:400], x[400:], labels[400:])
+    assert held["heldout"] > 0.9 and held["n"] == 200
+    noise = [["up", "down", "left", "right"][int(i)] for i in torch.randint(0, 4, (600,), generator=g)]
+    blind = captioner_probe.linear_probe(x[:400], noise[:400], x[400:], noise[400:])
+    assert blind["heldout"] < 0.45 and blind["train"] > blind["heldout"]
+    partial = captioner_probe.linear_probe(x[:400], labels[:400], x[400:], [None] * 100 + labels[500:])
+    assert partial["n"] == 100
+
+
+def test_the_token_probe_bench_runs_on_annotations(annotated, tmp_path):
+    """The bench end to end at toy size: the probed facts come from each record's scene, every model folder gets
+    a probe per attribute, and the JSON is written."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import captioner_probe
+
+    from synthworld.spec import region_of
+
+    root, ann = annotated
+    rec = load_records(ann)[0]
+    obj = rec["meta"]["scene"]["objects"][0]
+    facts = captioner_probe.attributes(rec)
+    assert facts["region"] == region_of(obj["x"], obj["y"]) and facts["colour"] == obj["colour"]
+    out = tmp_path / "probe.json"
+    res = captioner_probe.main([str(root / "untrained"), "--annotations", str(ann), "--heldout-manifest", str(ann),
+                                "--train", "6", "--steps", "5", "--out", str(out)])
+    assert json.loads(out.read_text())["heldout"] == 6
+    probes = res["probes"][str(root / "untrained")]
+    assert set(probes) == set(captioner_probe.ATTRIBUTES)
+    assert all(0 <= p["heldout"] <= 1 for p in probes.values())

@@ -9,10 +9,13 @@ can give (colour, shape, place) stays at their prior (docs/captioner-training.md
 So the miniature gets its "pretrained CLIP" the way CLIP got one, from image/text pairs — here the
 annotations it is trained on, nothing more: each record's first key-frame with its detail caption, and
 its fast-mode key-frame grid with its dense caption (the same images inference sends). The image side is
-what the decoder will consume: ``get_image_features`` (vision tower → feature layer → projector), its
-tokens mean-pooled; the text side is a small ``CLIPTextModel`` over the VLM's own tokenizer, thrown away
-afterwards. The loss is CLIP's symmetric InfoNCE with a learned temperature; captions that occur twice
-in a batch are not counted as each other's negatives.
+what the decoder will consume: ``get_image_features`` (vision tower → feature layer → projector), all its
+tokens mapped linearly to one embedding (``pool="flatten"``: where a token sits counts; their mean would
+let the tower drop where the object is, and it does — bench/captioner_probe.py); the text side is a small
+``CLIPTextModel`` over the VLM's own tokenizer, thrown away afterwards. The loss is CLIP's symmetric
+InfoNCE with a learned temperature over large batches (256: in a small one, colour and shape alone tell
+the pairs apart, and the tower keeps nothing else); captions that occur twice in a batch are not counted
+as each other's negatives.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VisionPretrainConfig:
-    steps: int = 1500
-    batch_size: int = 64
+    steps: int = 375
+    batch_size: int = 256          # large: with few pairs per batch, colour and shape alone tell them apart
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
     max_text_tokens: int = 96      # a dense caption's first sentences: what the clip starts as and does
     text_layers: int = 2
+    pool: str = "flatten"          # image tokens -> one embedding: "flatten" (a linear map of all tokens), or "mean"
     seed: int = 0
 
 
@@ -66,12 +70,13 @@ def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast"
     return images, texts
 
 
-def _image_embedding(model, pixel_values: torch.Tensor) -> torch.Tensor:
+def _image_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, dim): what the decoder will consume."""
     cfg = model.config
     out = model.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
                                    vision_feature_select_strategy=cfg.vision_feature_select_strategy)
     feats = out.pooler_output if hasattr(out, "pooler_output") else out
-    return torch.stack([f.mean(0) for f in feats]) if isinstance(feats, (list, tuple)) else feats.mean(1)
+    return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
 
 
 def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], out_dir: str | Path,
@@ -93,9 +98,11 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     tok = processor.tokenizer
     images, texts = annotation_pairs(records, captioner)
     pixel_values = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-    enc = tok(texts, padding=True, truncation=True, max_length=cfg.max_text_tokens, return_tensors="pt")
+    unique = list(dict.fromkeys(texts))
+    text_id = {t: i for i, t in enumerate(unique)}
+    caption_id = torch.tensor([text_id[t] for t in texts])
+    enc = tok(unique, padding=True, truncation=True, max_length=cfg.max_text_tokens, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
-    caption_id = torch.tensor([{t: i for i, t in enumerate(dict.fromkeys(texts))}[t] for t in texts])
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -104,7 +111,12 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
                                             num_hidden_layers=cfg.text_layers, num_attention_heads=4,
                                             max_position_embeddings=ids.shape[1], pad_token_id=tok.pad_token_id,
                                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
-        img_proj, txt_proj = torch.nn.Linear(dim, dim, bias=False), torch.nn.Linear(dim, dim, bias=False)
+        if cfg.pool not in ("mean", "flatten"):
+            raise ValueError(f"vision pretraining: pool must be 'mean' or 'flatten', not {cfg.pool!r}")
+        with torch.no_grad():
+            n_tokens = _image_tokens(model, pixel_values[:1]).shape[1]
+        img_proj = torch.nn.Linear(dim * (n_tokens if cfg.pool == "flatten" else 1), dim, bias=False)
+        txt_proj = torch.nn.Linear(dim, dim, bias=False)
         log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         gen = torch.Generator().manual_seed(cfg.seed)
     vision = [p for n, p in model.named_parameters() if "language_model" not in n and "lm_head" not in n]
@@ -120,12 +132,13 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     bar = tqdm(range(cfg.steps), desc="vision pretraining", unit="step", disable=not progress)
     for step in bar:
         idx = torch.randperm(n, generator=gen)[:bs]
-        zi = F.normalize(img_proj(_image_embedding(model, pixel_values[idx])), dim=-1)
-        h = text(input_ids=ids[idx], attention_mask=mask[idx]).last_hidden_state
-        m = mask[idx][..., None].to(h.dtype)
+        cid = caption_id[idx]
+        tokens = _image_tokens(model, pixel_values[idx])
+        zi = F.normalize(img_proj(tokens.flatten(1) if cfg.pool == "flatten" else tokens.mean(1)), dim=-1)
+        h = text(input_ids=ids[cid], attention_mask=mask[cid]).last_hidden_state
+        m = mask[cid][..., None].to(h.dtype)
         zt = F.normalize(txt_proj((h * m).sum(1) / m.sum(1)), dim=-1)
         logits = zi @ zt.T * log_scale.exp().clamp(max=100)
-        cid = caption_id[idx]
         twins = (cid[:, None] == cid[None, :]) & ~torch.eye(bs, dtype=torch.bool)
         logits = logits.masked_fill(twins, float("-inf"))
         target = torch.arange(bs)
@@ -147,7 +160,8 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     AutoProcessor.from_pretrained(model_dir).save_pretrained(out)
     model.save_pretrained(out)
     k = max(1, min(50, len(history) // 10))
-    summary = {"pairs": n, "captions": int(caption_id.max()) + 1, "steps": cfg.steps,
+    summary = {"pairs": n, "captions": len(unique), "steps": cfg.steps, "image_tokens": n_tokens,
+               "embedding_inputs": img_proj.in_features,
                "loss_first": sum(history[:k]) / k, "loss_last": sum(history[-k:]) / k,
                "chance_loss": math.log(bs), "retrieval_last_batch": retrieval,
                "seconds": round(time.time() - t0, 1), "config": asdict(cfg)}

@@ -1,0 +1,130 @@
+"""What do a VLM's visual tokens hold? Linear probes on the fast-mode grid's tokens, per vision tower.
+
+The decoder can only name what the tokens it is given carry. This bench decodes each record's fast-mode
+key-frame grid (exactly what ``captioner run --config mini-fast`` sends), takes the tokens the decoder
+would consume (``get_image_features``: tower → feature layer → projector, all tokens concatenated) and fits
+one linear classifier per attribute on the training records' tokens: start region (3×3), direction of the
+first move, colour, shape. Accuracy on the held-out records, per model folder, next to chance (the most
+frequent class). A tower whose probe is at chance for an attribute hides it from the decoder; one whose
+probe reads it leaves the decoder to learn to read it.
+
+    make captioner   # the annotations and the model folders
+    python bench/captioner_probe.py runs/captioner/untrained runs/captioner/pretrained \\
+        --out runs/bench/captioner_probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from captioner.config import load_captioner_config
+from captioner.training.conversations import FrameSource
+from captioner.training.train import load_records
+from synthworld.spec import region_of
+
+ATTRIBUTES = ("region", "direction", "colour", "shape")
+
+
+def attributes(record: dict) -> dict[str, str | None]:
+    """The probed facts of a one-object record, from its scene (direction: of its first move; None if none)."""
+    scene = record["meta"]["scene"]
+    obj = scene["objects"][0]
+    moves = [e for e in scene["events"] if e["kind"] == "move" and e.get("obj", 0) == 0]
+    return {"region": region_of(obj["x"], obj["y"]), "direction": moves[0]["direction"] if moves else None,
+            "colour": obj["colour"], "shape": obj["shape"]}
+
+
+def grids(records: list[dict], processor, captioner: str = "mini-fast") -> torch.Tensor:
+    frames = FrameSource(load_captioner_config(captioner))
+    images = [frames.grid(r)[0] for r in tqdm(records, desc="fast grids", unit="clip")]
+    return processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+
+@torch.no_grad()
+def visual_tokens(model_dir: Path, pixel_values: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """(records, tokens × dim): what the decoder of ``model_dir`` is given for each grid."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    cfg, out = model.config, []
+    for i in range(0, len(pixel_values), batch):
+        f = model.get_image_features(pixel_values=pixel_values[i:i + batch],
+                                     vision_feature_layer=cfg.vision_feature_layer,
+                                     vision_feature_select_strategy=cfg.vision_feature_select_strategy)
+        f = f.pooler_output if hasattr(f, "pooler_output") else f
+        out.append((torch.stack(list(f)) if isinstance(f, (list, tuple)) else f).flatten(1))
+    return torch.cat(out)
+
+
+def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_test: list, steps: int = 500,
+                 lr: float = 1e-2, l2: float = 1e-3, seed: int = 0) -> dict[str, float]:
+    """Multinomial logistic regression on standardised features (full batch, Adam); records whose label is
+    None are left out. Returns held-out accuracy, train accuracy and the held-out majority-class rate."""
+    keep_tr = [i for i, y in enumerate(y_train) if y is not None]
+    keep_te = [i for i, y in enumerate(y_test) if y is not None and y in set(y_train)]
+    classes = sorted({y_train[i] for i in keep_tr})
+    if len(classes) < 2 or not keep_te:
+        raise ValueError(f"linear probe needs two classes and a held-out record; got {classes} and {len(keep_te)}")
+    index = {c: k for k, c in enumerate(classes)}
+    xtr, xte = x_train[keep_tr], x_test[keep_te]
+    ytr = torch.tensor([index[y_train[i]] for i in keep_tr])
+    yte = torch.tensor([index[y_test[i]] for i in keep_te])
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(xtr.shape[1], len(classes), generator=g) * 0.01).requires_grad_()
+    b = torch.zeros(len(classes), requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy(xtr @ w + b, ytr) + l2 * w.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        acc = float(((xte @ w + b).argmax(1) == yte).float().mean())
+        acc_tr = float(((xtr @ w + b).argmax(1) == ytr).float().mean())
+    majority = float(torch.bincount(yte, minlength=len(classes)).max()) / len(yte)
+    return {"heldout": round(acc, 3), "train": round(acc_tr, 3), "chance": round(majority, 3), "n": len(yte)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", type=Path, help="VLM folders (LLaVA-family) sharing one processor")
+    ap.add_argument("--annotations", type=Path, default=Path("runs/captioner/data/annotations.jsonl"))
+    ap.add_argument("--heldout-manifest", type=Path, default=Path("runs/captioner/data/heldout/manifest.jsonl"))
+    ap.add_argument("--train", type=int, default=1500, help="first N annotated records fit the probes")
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench/captioner_probe.json"))
+    a = ap.parse_args(argv)
+
+    from transformers import AutoProcessor
+
+    usable = lambda rs: [r for r in rs if r.get("status", "ok") == "ok" and r.get("meta", {}).get("scene")]  # noqa: E731
+    train, test = usable(load_records(a.annotations))[: a.train], usable(load_records(a.heldout_manifest))
+    processor = AutoProcessor.from_pretrained(a.models[0])
+    pv_train, pv_test = grids(train, processor), grids(test, processor)
+    lab_train, lab_test = [attributes(r) for r in train], [attributes(r) for r in test]
+    rows = {}
+    for folder in a.models:
+        xtr, xte = visual_tokens(folder, pv_train), visual_tokens(folder, pv_test)
+        rows[str(folder)] = {k: linear_probe(xtr, [f[k] for f in lab_train], xte, [f[k] for f in lab_test], a.steps)
+                             for k in ATTRIBUTES}
+    result = {"train": len(train), "heldout": len(test), "tokens_dim": int(xtr.shape[1]), "probes": rows}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1))
+    print(f"linear probes on the fast grid's visual tokens ({len(train)} records fit, {len(test)} held out):")
+    print(f"  {'model':<40} " + "  ".join(f"{k:>14}" for k in ATTRIBUTES))
+    for name, r in rows.items():
+        print(f"  {name[-40:]:<40} " + "  ".join(f"{r[k]['heldout']:.2f} (ch {r[k]['chance']:.2f})" for k in ATTRIBUTES))
+    print(f"wrote {a.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
