@@ -26,6 +26,7 @@ from tqdm import tqdm
 from captioner.config import load_captioner_config
 from captioner.training.conversations import FrameSource
 from captioner.training.train import load_records
+from captioner.training.vision_pretrain import image_tokens
 from synthworld.spec import region_of
 
 ATTRIBUTES = ("region", "direction", "colour", "shape")
@@ -48,18 +49,12 @@ def grids(records: list[dict], processor, captioner: str = "mini-fast") -> torch
 
 @torch.no_grad()
 def visual_tokens(model_dir: Path, pixel_values: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """(records, tokens × dim): what the decoder of ``model_dir`` is given for each grid."""
+    """(records, tokens × dim): what the decoder of ``model_dir`` is given for each grid, tokens concatenated."""
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    cfg, out = model.config, []
-    for i in range(0, len(pixel_values), batch):
-        f = model.get_image_features(pixel_values=pixel_values[i:i + batch],
-                                     vision_feature_layer=cfg.vision_feature_layer,
-                                     vision_feature_select_strategy=cfg.vision_feature_select_strategy)
-        f = f.pooler_output if hasattr(f, "pooler_output") else f
-        out.append((torch.stack(list(f)) if isinstance(f, (list, tuple)) else f).flatten(1))
-    return torch.cat(out)
+    return torch.cat([image_tokens(model, pixel_values[i:i + batch]).flatten(1)
+                      for i in range(0, len(pixel_values), batch)])
 
 
 def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_test: list, steps: int = 500,

@@ -46,6 +46,10 @@ class VisionPretrainConfig:
     pool: str = "flatten"          # image tokens -> one embedding: "flatten" (a linear map of all tokens), or "mean"
     seed: int = 0
 
+    def __post_init__(self):
+        if self.pool not in ("mean", "flatten"):
+            raise ValueError(f"vision pretraining: pool must be 'mean' or 'flatten', not {self.pool!r}")
+
 
 def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast", prompts: str | None = None
                      ) -> tuple[list, list[str]]:
@@ -70,8 +74,8 @@ def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast"
     return images, texts
 
 
-def _image_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """(batch, tokens, dim): what the decoder will consume."""
+def image_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, dim): what a LLaVA-family VLM's decoder is given for each image."""
     cfg = model.config
     out = model.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
                                    vision_feature_select_strategy=cfg.vision_feature_select_strategy)
@@ -111,10 +115,8 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
                                             num_hidden_layers=cfg.text_layers, num_attention_heads=4,
                                             max_position_embeddings=ids.shape[1], pad_token_id=tok.pad_token_id,
                                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
-        if cfg.pool not in ("mean", "flatten"):
-            raise ValueError(f"vision pretraining: pool must be 'mean' or 'flatten', not {cfg.pool!r}")
         with torch.no_grad():
-            n_tokens = _image_tokens(model, pixel_values[:1]).shape[1]
+            n_tokens = image_tokens(model, pixel_values[:1]).shape[1]
         img_proj = torch.nn.Linear(dim * (n_tokens if cfg.pool == "flatten" else 1), dim, bias=False)
         txt_proj = torch.nn.Linear(dim, dim, bias=False)
         log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -133,7 +135,7 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     for step in bar:
         idx = torch.randperm(n, generator=gen)[:bs]
         cid = caption_id[idx]
-        tokens = _image_tokens(model, pixel_values[idx])
+        tokens = image_tokens(model, pixel_values[idx])
         zi = F.normalize(img_proj(tokens.flatten(1) if cfg.pool == "flatten" else tokens.mean(1)), dim=-1)
         h = text(input_ids=ids[cid], attention_mask=mask[cid]).last_hidden_state
         m = mask[cid][..., None].to(h.dtype)
