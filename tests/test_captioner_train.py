@@ -370,3 +370,44 @@ def test_the_token_probe_bench_runs_on_annotations(annotated, tmp_path):
     probes = res["probes"][str(root / "untrained")]
     assert set(probes) == set(captioner_probe.ATTRIBUTES)
     assert all(0 <= p["heldout"] <= 1 for p in probes.values())
+
+
+def test_the_projector_can_be_frozen_or_trained_at_its_own_lr(annotated, tmp_path):
+    """model.freeze_projector keeps LLaVA's multi_modal_projector as it was (with freeze_vision: the whole vision
+    side), train.projector_lr moves it at its own rate while the language model trains at train.lr."""
+    root, ann = annotated
+    common = ["train.max_steps=2", "train.lr_scheduler=constant", "train.warmup_steps=0", "data.modes.sliding=0",
+              "data.modes.summary=0", "model.freeze_vision=true", "train.lr=1e-3"]
+    base = load_file(str(root / "untrained" / "model.safetensors"))
+
+    def moved(run: str, *extra: str) -> dict[str, float]:
+        train_captioner(_cfg(root, ann, tmp_path / run, *common, *extra), progress=False)
+        after = load_file(str(tmp_path / run / "model" / "model.safetensors"))
+        out = {"vision": 0.0, "projector": 0.0, "language": 0.0}
+        for k, v in base.items():
+            part = "projector" if "projector" in k else "vision" if "vision_tower" in k else "language"
+            out[part] = max(out[part], float((after[k] - v).abs().max()))
+        return out
+
+    frozen = moved("frozen", "model.freeze_projector=true")
+    assert frozen["vision"] == 0 and frozen["projector"] == 0 and frozen["language"] > 1e-4
+    slow, default = moved("slow", "train.projector_lr=1e-8"), moved("default")
+    assert slow["projector"] < 1e-6 < 1e-4 < default["projector"] and slow["language"] > 1e-4
+    with pytest.raises(ConfigError, match="train.projector_lr"):
+        load_train_config("mini", ["data.manifest=x", "model.path=y", "train.projector_lr=0"])
+
+
+def test_the_attention_bench_measures_each_decoder_layer(annotated, tmp_path):
+    """bench/captioner_attention.py at toy size: one row per decoder layer, the image tokens' share of attention
+    and its normalised entropy within (0, 1]."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import captioner_attention
+
+    root, ann = annotated
+    res = captioner_attention.main([str(root / "untrained"), "--annotations", str(ann), "--clips", "2",
+                                    "--out", str(tmp_path / "a.json")])
+    rows = res["models"][str(root / "untrained")]
+    layers = json.loads((root / "untrained" / "config.json").read_text())["text_config"]["num_hidden_layers"]
+    assert [r["layer"] for r in rows] == list(range(layers))
+    assert all(0 < r["image_mass"] < 1 and 0 < r["entropy"] <= 1.0 for r in rows)
+    assert json.loads((tmp_path / "a.json").read_text())["clips"] == 2

@@ -34,6 +34,7 @@ class ModelSettings:
     attn_implementation: str | None = None  # sdpa | eager | flash_attention_2; None: transformers' default
     trust_remote_code: bool = False
     freeze_vision: bool = False  # keep the vision tower fixed (the projector and language model train)
+    freeze_projector: bool = False  # keep the vision-language projector fixed too (LLaVA's multi_modal_projector)
     gradient_checkpointing: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
 
@@ -69,6 +70,7 @@ class TrainSettings:
     batch_size: int = 8  # per process
     grad_accum: int = 1
     lr: float = 1e-4
+    projector_lr: float | None = None  # LR of the projector (and a training vision tower); None: train.lr
     weight_decay: float = 0.0
     warmup_steps: int = 0
     lr_scheduler: str = "cosine"  # any transformers.get_scheduler name: cosine | linear | constant_with_warmup
@@ -117,6 +119,9 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
                     ("train.keep_checkpoints", t.keep_checkpoints), ("train.log_every", t.log_every)]:
         if not v > 0:
             raise ConfigError(f"{name}: must be > 0, got {v}")
+    if t.projector_lr is not None and not t.projector_lr > 0:
+        raise ConfigError(f"train.projector_lr: must be > 0 (model.freeze_projector=true keeps it fixed), "
+                          f"got {t.projector_lr}")
     if t.max_steps is not None and t.max_steps < 1:
         raise ConfigError(f"train.max_steps: must be >= 1, got {t.max_steps}")
     if m.lora.r < 0:

@@ -32,6 +32,7 @@ from captioner.training.data import AnnotationDataset, ModeMixSampler, mode_weig
 
 log = logging.getLogger(__name__)
 VISION_PARTS = ("vision_tower", "visual.", "vision_model", "vision_encoder")
+PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "visual.merger")
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
@@ -73,15 +74,30 @@ def build_model(cfg: CaptionerTrainConfig):
         model.config.use_cache = False
     if m.lora.r > 0:
         model = _lora(model, cfg)
-    if m.freeze_vision:
-        frozen = [n for n, p in model.named_parameters() if any(v in n for v in VISION_PARTS)]
+    for flag, parts, what in ((m.freeze_vision, VISION_PARTS, "a vision tower"),
+                              (m.freeze_projector, PROJECTOR_PARTS, "a vision-language projector")):
+        if not flag:
+            continue
+        frozen = [p for n, p in model.named_parameters() if any(v in n for v in parts)]
         if not frozen:
-            raise ValueError(f"model.freeze_vision: no parameter of {type(model).__name__} is named like a vision "
-                             f"tower ({', '.join(VISION_PARTS)})")
-        for n, p in model.named_parameters():
-            if n in frozen:
-                p.requires_grad_(False)
+            name = "freeze_vision" if parts is VISION_PARTS else "freeze_projector"
+            raise ValueError(f"model.{name}: no parameter of {type(model).__name__} is named like {what} "
+                             f"({', '.join(parts)})")
+        for p in frozen:
+            p.requires_grad_(False)
     return model, processor, ccfg
+
+
+def param_groups(model, lr: float, projector_lr: float | None) -> list[dict[str, Any]]:
+    """The trainable parameters as optimiser groups: the vision side (tower, projector) at ``projector_lr`` when
+    it is set, everything else at ``lr``."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if projector_lr is None:
+        return [{"params": [p for _, p in trainable]}]
+    vision = lambda n: any(v in n for v in VISION_PARTS + PROJECTOR_PARTS)  # noqa: E731
+    groups = [{"params": [p for n, p in trainable if not vision(n)]},
+              {"params": [p for n, p in trainable if vision(n)], "lr": projector_lr}]
+    return [g for g in groups if g["params"]]
 
 
 class Validator:
@@ -171,7 +187,7 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
                          f"mode mix, fewer than train.grad_accum={t.grad_accum} x {acc.num_processes} processes: "
                          "lower them or add data")
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, t.lr, t.projector_lr), lr=t.lr, weight_decay=t.weight_decay)
     model, opt, loader = acc.prepare(model, opt, loader)
     steps_per_epoch = max(len(loader) // t.grad_accum, 1)
     total = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
