@@ -56,3 +56,32 @@ def tiny_overrides(manifest: Path, out: Path, **extra) -> list[str]:
     }
     ov.update(extra)
     return [f"{k}={v}" for k, v in ov.items()]
+
+
+@pytest.fixture(scope="session")
+def annotated(tmp_path_factory) -> tuple[Path, Path]:
+    """6 synthworld clips with oracle DiffSW annotations, and an untrained miniature ShareCaptioner fitted to them:
+    (folder, annotations manifest); the model is ``folder/untrained``."""
+    from captioner.config import load_captioner_config
+    from captioner.run import run_captioner, tasks_from_manifest
+    from captioner.training.miniature import build_miniature
+    from captioner.training.train import load_records
+    from synthworld.dataset import DEMO_WORLD, write_synth_dataset
+
+    root = tmp_path_factory.mktemp("annotated")
+    synth = write_synth_dataset(root / "clips", 6, seed=0, size=48, fps=8.0, seconds=4.0, world=DEMO_WORLD,
+                                workers=1, progress=False)
+    ann = root / "annotations.jsonl"
+    run_captioner(load_captioner_config("oracle"), tasks_from_manifest(synth.manifest, ann), ann, progress=False)
+    build_miniature(root / "untrained", load_records(ann))
+    return root, ann
+
+
+def train_cfg(root: Path, ann: Path, out: Path, *extra: str):
+    """The ``mini`` captioner-training preset on the ``annotated`` fixture, sized to run in seconds."""
+    from captioner.training.config import load_train_config
+
+    return load_train_config("mini", [f"data.manifest={ann}", f"model.path={root / 'untrained'}",
+                                      f"train.output_dir={out}", "data.val_clips=1", "train.batch_size=4",
+                                      "train.log_every=1", "train.val_every=0", "train.checkpoint_every=0",
+                                      "train.val_max_new_tokens=8", *extra])

@@ -74,13 +74,13 @@ def build_model(cfg: CaptionerTrainConfig):
         model.config.use_cache = False
     if m.lora.r > 0:
         model = _lora(model, cfg)
-    for flag, parts, what in ((m.freeze_vision, VISION_PARTS, "a vision tower"),
-                              (m.freeze_projector, PROJECTOR_PARTS, "a vision-language projector")):
+    for flag, name, parts, what in ((m.freeze_vision, "freeze_vision", VISION_PARTS, "a vision tower"),
+                                    (m.freeze_projector, "freeze_projector", PROJECTOR_PARTS,
+                                     "a vision-language projector")):
         if not flag:
             continue
         frozen = [p for n, p in model.named_parameters() if any(v in n for v in parts)]
         if not frozen:
-            name = "freeze_vision" if parts is VISION_PARTS else "freeze_projector"
             raise ValueError(f"model.{name}: no parameter of {type(model).__name__} is named like {what} "
                              f"({', '.join(parts)})")
         for p in frozen:
@@ -186,8 +186,9 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
         raise ValueError(f"{len(ds)} conversations make {len(sampler)} batches of {t.batch_size} per epoch under the "
                          f"mode mix, fewer than train.grad_accum={t.grad_accum} x {acc.num_processes} processes: "
                          "lower them or add data")
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(param_groups(model, t.lr, t.projector_lr), lr=t.lr, weight_decay=t.weight_decay)
+    groups = param_groups(model, t.lr, t.projector_lr)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
     model, opt, loader = acc.prepare(model, opt, loader)
     steps_per_epoch = max(len(loader) // t.grad_accum, 1)
     total = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
