@@ -38,12 +38,14 @@ def image_attention(model_dir: Path, records: list[dict], captioner: str = "mini
     model = AutoModelForImageTextToText.from_pretrained(model_dir, attn_implementation="eager").eval()
     ccfg = load_captioner_config(captioner)
     prompts, frames = PromptSet(ccfg.run.prompts), FrameSource(ccfg)
-    eos, image_id = answer_eos_id(processor.tokenizer), model.config.image_token_index
+    eos = answer_eos_id(processor.tokenizer)
+    image_id = getattr(model.config, "image_token_id", None) or model.config.image_token_index
     sums: list[list[float]] = []
     for r in tqdm(records, desc=f"attention ({model_dir.name})", unit="clip"):
         ex = tokenize(conversation(r, "fast", 0, prompts, frames), processor, eos)
         ids = ex["input_ids"]
-        out = model(input_ids=ids[None], pixel_values=ex["pixel_values"], output_attentions=True)
+        images = {k: v for k, v in ex.items() if k not in ("input_ids", "attention_mask", "labels")}
+        out = model(input_ids=ids[None], **images, output_attentions=True)
         img = (ids == image_id).nonzero().flatten()
         # the position before each answer token predicts it
         query = (ex["labels"] != -100).nonzero().flatten() - 1
@@ -51,7 +53,8 @@ def image_attention(model_dir: Path, records: list[dict], captioner: str = "mini
         for att in out.attentions:  # (1, heads, seq, seq)
             a = att[0][:, query][:, :, img]  # (heads, answer, image tokens)
             p = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
-            entropy = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(len(img))
+            # over one image token (Idefics3's merged grid) there is nothing to choose between: entropy 0
+            entropy = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(len(img)) if len(img) > 1 else p[..., 0] * 0
             rows.append([float(a.sum(-1).mean()), float(entropy.mean())])
         sums = rows if not sums else [[x + y for x, y in zip(s, row)] for s, row in zip(sums, rows)]
     return [{"layer": i, "image_mass": round(m / len(records), 3), "entropy": round(e / len(records), 3)}
@@ -60,7 +63,7 @@ def image_attention(model_dir: Path, records: list[dict], captioner: str = "mini
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", type=Path, help="trained VLM folders (LLaVA-family)")
+    ap.add_argument("models", nargs="+", type=Path, help="trained VLM folders (LLaVA, Idefics3)")
     ap.add_argument("--annotations", type=Path, default=Path("runs/captioner/eval/oracle.jsonl"),
                     help="annotated records to feed (default: the oracle's captions of the held-out clips)")
     ap.add_argument("--clips", type=int, default=20)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from captioner.config import load_captioner_config
 from captioner.training.conversations import FrameSource
 from captioner.training.train import load_records
-from captioner.training.vision_pretrain import image_tokens
+from captioner.training.vision_pretrain import image_inputs, image_tokens
 from synthworld.spec import region_of
 
 ATTRIBUTES = ("region", "direction", "colour", "shape")
@@ -41,20 +41,21 @@ def attributes(record: dict) -> dict[str, str | None]:
             "colour": obj["colour"], "shape": obj["shape"]}
 
 
-def grids(records: list[dict], processor, captioner: str = "mini-fast") -> torch.Tensor:
+def grids(records: list[dict], processor, captioner: str = "mini-fast") -> dict[str, torch.Tensor]:
     frames = FrameSource(load_captioner_config(captioner))
     images = [frames.grid(r)[0] for r in tqdm(records, desc="fast grids", unit="clip")]
-    return processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    return image_inputs(processor, images)
 
 
 @torch.no_grad()
-def visual_tokens(model_dir: Path, pixel_values: torch.Tensor, batch: int = 64) -> torch.Tensor:
+def visual_tokens(model_dir: Path, pixels: dict[str, torch.Tensor], batch: int = 64) -> torch.Tensor:
     """(records, tokens × dim): what the decoder of ``model_dir`` is given for each grid, tokens concatenated."""
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    return torch.cat([image_tokens(model, pixel_values[i:i + batch]).flatten(1)
-                      for i in range(0, len(pixel_values), batch)])
+    n = len(pixels["pixel_values"])
+    return torch.cat([image_tokens(model, {k: v[i:i + batch] for k, v in pixels.items()}).flatten(1)
+                      for i in range(0, n, batch)])
 
 
 def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_test: list, steps: int = 500,
@@ -90,7 +91,7 @@ def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_t
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", type=Path, help="VLM folders (LLaVA-family) sharing one processor")
+    ap.add_argument("models", nargs="+", type=Path, help="VLM folders (LLaVA, Idefics3) sharing one processor")
     ap.add_argument("--annotations", type=Path, default=Path("runs/captioner/data/annotations.jsonl"))
     ap.add_argument("--heldout-manifest", type=Path, default=Path("runs/captioner/data/heldout/manifest.jsonl"))
     ap.add_argument("--train", type=int, default=1500, help="first N annotated records fit the probes")

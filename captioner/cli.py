@@ -14,7 +14,7 @@
                          accelerate launch ... -m captioner.cli train CONFIG for DDP/FSDP; resumes its output folder)
     captioner mini-vlm   --annotations MANIFEST --out DIR   (the untrained miniature ShareCaptioner, its tokenizer
                          fitted to the annotations: a model.path for `captioner train mini`)
-    captioner miniature  --out DIR [--clips N --heldout N]   (the miniature ShareCaptioner: annotate, build, train,
+    captioner miniature  --out DIR [--clips N --heldout N --family F]   (the miniature ShareCaptioner: annotate, build, train,
                          measure against ground truth; what `make captioner` runs)
     captioner probe      VIDEO ...      (metadata, and whether it decodes)
 """
@@ -140,14 +140,14 @@ def _mini_vlm(a: argparse.Namespace) -> int:
     from captioner.training.miniature import build_miniature
     from captioner.training.train import load_records
 
-    print(f"untrained miniature ShareCaptioner saved to {build_miniature(a.out, load_records(a.annotations), seed=a.seed)}")
+    print(f"untrained miniature ShareCaptioner saved to {build_miniature(a.out, load_records(a.annotations), seed=a.seed, family=a.family)}")
     return 0
 
 
 def _miniature(a: argparse.Namespace) -> int:
     from captioner.training.miniature import run_miniature
 
-    report = run_miniature(a.out, num_clips=a.clips, num_heldout=a.heldout, overrides=a.overrides)
+    report = run_miniature(a.out, num_clips=a.clips, num_heldout=a.heldout, overrides=a.overrides, family=a.family)
     print(report.read_text())
     print(f"report: {report} (and {report.with_suffix('.png')})")
     return 0
@@ -224,12 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotations", type=Path, required=True, help="a manifest of annotations (its captions)")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--family", choices=("llava", "idefics3"), default="llava",
+                   help="llava: nine visual tokens an image; idefics3: one, the nine concatenated (pixel shuffle)")
     s.set_defaults(func=_mini_vlm)
 
     s = sub.add_parser("miniature", help="the miniature ShareCaptioner end to end, measured against ground truth")
     s.add_argument("--out", type=Path, default=Path("runs/captioner"))
     s.add_argument("--clips", type=int, default=2000, help="annotated training clips")
     s.add_argument("--heldout", type=int, default=100, help="held-out clips it is measured on")
+    s.add_argument("--family", choices=("llava", "idefics3"), default="llava",
+                   help="the miniature's VLM (see mini-vlm --family)")
     s.add_argument("overrides", nargs="*", help="key=value overrides of the training preset (mini)")
     s.set_defaults(func=_miniature)
 

@@ -173,3 +173,84 @@ def test_the_attention_bench_measures_each_decoder_layer(annotated, tmp_path):
     # reads ~1.0 (by the sequence length, or by the wrong token count, it would not)
     assert all(r["entropy"] > 0.98 for r in rows)
     assert json.loads((tmp_path / "a.json").read_text())["clips"] == 2
+
+
+def test_an_idefics3_miniature_gives_one_token_a_grid_and_pretrains_trains_and_captions(annotated, tmp_path):
+    """The Idefics3 miniature (``family="idefics3"``): its pixel-shuffle connector hands the decoder one token per
+    image holding all nine patches in slots of their own (a patch moved moves the token); vision pretraining changes
+    only the tower and connector; the trainer batches sliding requests of one and two key-frames together (zero
+    images padded in, as its processor pads them); the hf backend captions a clip with it in fast mode."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from captioner.run import run_captioner, tasks_from_manifest
+    from captioner.training.miniature import build_miniature
+    from captioner.training.vision_pretrain import (
+        VisionPretrainConfig,
+        image_inputs,
+        image_tokens,
+        pretrain_vision_tower,
+    )
+
+    root, ann = annotated
+    recs = load_records(ann)
+    from captioner.cli import main
+
+    untrained = tmp_path / "untrained"
+    assert main(["mini-vlm", "--annotations", str(ann), "--out", str(untrained), "--family", "idefics3"]) == 0
+    assert json.loads((untrained / "config.json").read_text())["model_type"] == "idefics3"
+    with pytest.raises(ValueError, match="family must be one of .* not 'qwen'"):
+        build_miniature(tmp_path / "bad", recs, family="qwen")
+    model = AutoModelForImageTextToText.from_pretrained(untrained).eval()
+    proc = AutoProcessor.from_pretrained(untrained)
+    grid = FrameSource(load_captioner_config("mini-fast")).grid(recs[0])[0]
+    moved = grid.copy()
+    moved[:48, :48] = moved[:48, :48][::-1]  # the first key-frame's cell alone, flipped
+    with torch.no_grad():
+        toks = image_tokens(model, image_inputs(proc, [grid, moved, grid]))
+    assert toks.shape == (3, 1, model.config.text_config.hidden_size)
+    assert torch.allclose(toks[0], toks[2]) and not torch.allclose(toks[0], toks[1], atol=1e-4)
+    # the attention bench on it: one image token a grid, so there is no spread over tokens to measure (entropy 0)
+    sys.path.insert(0, str(ROOT / "bench"))
+    import captioner_attention
+
+    rows = captioner_attention.main([str(untrained), "--annotations", str(ann), "--clips", "2",
+                                     "--out", str(tmp_path / "a.json")])["models"][str(untrained)]
+    assert all(0 < r["image_mass"] < 1 and r["entropy"] == 0 for r in rows)
+
+    pre = tmp_path / "pretrained"
+    summary = pretrain_vision_tower(untrained, recs, pre, VisionPretrainConfig(steps=20, batch_size=12, lr=1e-4,
+                                    warmup_steps=0), progress=False)
+    assert summary["image_tokens"] == 1 and summary["loss_last"] < summary["loss_first"]
+    before, after = load_file(untrained / "model.safetensors"), load_file(pre / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("vision_model" in k for k in changed) and any("connector" in k for k in changed)
+    assert all("vision_model" in k or "connector" in k for k in changed)
+
+    # a sliding batch of the first key-frame (one image) and the next (two): the one-image request is padded with a
+    # zero image, which the model drops, so its logits are those it gets alone
+    from captioner.training.conversations import collate
+
+    prompts, frames = PromptSet("compact"), FrameSource(load_captioner_config("mini-fast"))
+    eos = proc.tokenizer.eos_token_id
+    one, two = (tokenize(conversation(recs[0], "sliding", k, prompts, frames), proc, eos) for k in (0, 1))
+    assert one["pixel_values"].shape[1] == 1 and two["pixel_values"].shape[1] == 2
+    batch = collate([one, two], proc.tokenizer.pad_token_id)
+    assert batch["pixel_values"].shape[:2] == (2, 2) and not batch["pixel_values"][0, 1].any()
+    with torch.no_grad():
+        alone = model(**{k: v[None] if v.dim() == 1 else v for k, v in one.items() if k != "labels"}).logits[0]
+        both = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0, :len(alone)]
+    assert torch.allclose(alone, both, atol=1e-4)
+
+    cfg = train_cfg(root, ann, tmp_path / "run", f"model.path={pre}", "data.modes.fast=0", "data.modes.summary=0",
+                    "data.modes.recaption=0", "train.batch_size=8", "train.max_steps=3")
+    assert train_captioner(cfg, progress=False)["steps"] == 3
+    trained = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert all(torch.equal(after[k], trained[k]) for k in after if "vision_model" in k)  # freeze_vision
+    assert any(not torch.equal(after[k], trained[k]) for k in after if "connector" in k)
+
+    out = tmp_path / "fast.jsonl"
+    tasks = tasks_from_manifest(str(root / "clips" / "manifest.jsonl"), out)[:2]
+    result = run_captioner(load_captioner_config("mini-fast", [f"backend.path={tmp_path / 'run' / 'model'}",
+                                                               "backend.max_new_tokens=8"]), tasks, out, progress=False)
+    assert result.ok == 2
+    assert all(isinstance(r["captions"]["dense"], str) for r in load_records(out))

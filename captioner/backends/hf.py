@@ -11,7 +11,8 @@ their own batches: several processors cannot mix the two), sorted by prompt leng
 to waste little padding, and run ``batch_size`` at a time. When a batch raises, its requests are
 retried one at a time so one bad request fails alone (an ``Exception`` in its slot).
 
-Tested offline on a tiny random LLaVA (:mod:`captioner.backends.tiny_vlm`). Real checkpoints that
+Tested offline on a tiny random LLaVA and a tiny Idefics3 (SmolVLM's family: pixel-shuffle connector,
+several images a sample padded with zero images) built by :mod:`captioner.backends.tiny_vlm`. Real checkpoints that
 use the same code: Qwen2.5-VL / Qwen3-VL, LLaVA(-OneVision), InternVL, SmolVLM, Gemma 3, ... Note:
 the Qwen2-VL-family processors need ``torchvision`` (their video processor imports it); install the
 torchvision build that matches your torch on the GPU machines (``pip install torchvision``). Without

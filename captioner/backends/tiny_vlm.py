@@ -26,6 +26,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPVisionConfig,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    Idefics3Processor,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -33,6 +36,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_SIZE = 32
@@ -161,3 +165,40 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0) -> Path:
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
                                             crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     return build_llava(out_dir, build_tokenizer(), TEXT_SIZES, VISION_SIZES, seed=seed, image_processor=image_processor)
+
+
+# Idefics3's image markers (its processor adds the first and the last itself; <global-img> must be in the vocabulary)
+IDEFICS3_TOKENS = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
+
+
+def build_idefics3(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, text_sizes: dict, vision_sizes: dict,
+                   scale_factor: int, seed: int = 0) -> Path:
+    """An Idefics3 (SigLIP-style vision tower, pixel-shuffle connector, Llama decoder) of the given sizes, saved
+    into ``out_dir`` (returned) with ``tokenizer``, the chat template above and an image processor that resizes
+    every image to the tower's square (no splitting into tiles). The connector concatenates each
+    ``scale_factor`` x ``scale_factor`` block of the tower's tokens and maps it linearly to one decoder token
+    (SmolVLM's pixel shuffle), so the decoder gets ``(image_size / patch_size / scale_factor) ** 2`` tokens an
+    image, each holding every patch of its block in a slot of its own."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size, patch = vision_sizes["image_size"], vision_sizes["patch_size"]
+    side = size // patch
+    if side % scale_factor:
+        raise ValueError(f"Idefics3: {side}x{side} patches do not split into {scale_factor}x{scale_factor} blocks")
+    tokenizer.add_special_tokens({"additional_special_tokens": IDEFICS3_TOKENS})
+    image_processor = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": size},
+                                                max_image_size={"longest_edge": size})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                  image_seq_len=(side // scale_factor) ** 2, chat_template=CHAT_TEMPLATE)
+    text_config = dict(model_type="llama", vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **text_sizes)
+    vision = {k: v for k, v in vision_sizes.items() if k != "projection_dim"}
+    config = Idefics3Config(text_config=text_config, vision_config=vision, scale_factor=scale_factor,
+                            image_token_id=processor.image_token_id, pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Idefics3ForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    processor.save_pretrained(out)
+    model.save_pretrained(out)
+    return out

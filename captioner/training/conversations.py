@@ -212,7 +212,8 @@ def tokenize(conv: Conversation, processor, eos_id: int, max_length: int | None 
 
 def collate(examples: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch; image tensors of all examples concatenated (each model's processors stack
-    images along dim 0: LLaVA ``(images, 3, H, W)``, Qwen2-VL ``(patches, dim)`` with ``image_grid_thw``)."""
+    images along dim 0: LLaVA ``(images, 3, H, W)``, Qwen2-VL ``(patches, dim)`` with ``image_grid_thw``;
+    Idefics3 ``(1, images, 3, H, W)`` with its pixel mask, zero-padded to the batch's most images)."""
     n = max(len(e["input_ids"]) for e in examples)
 
     def pad(key: str, value: int) -> torch.Tensor:
@@ -223,5 +224,9 @@ def collate(examples: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, t
     extra = {k for e in examples for k in e} - set(batch)
     for k in sorted(extra):
         parts = [e[k] for e in examples if k in e]
+        if len({p.shape[1:] for p in parts}) > 1:  # Idefics3 (1, images, ...): pad to the most images with zeros,
+            shape = [max(p.shape[i] for p in parts) for i in range(1, parts[0].dim())]  # as its processor does
+            parts = [torch.nn.functional.pad(p, [x for i in reversed(range(1, p.dim()))
+                                                 for x in (0, shape[i - 1] - p.shape[i])]) for p in parts]
         batch[k] = torch.cat(parts, dim=0)
     return batch

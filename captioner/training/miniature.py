@@ -30,6 +30,10 @@ MINI_VISION = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, 
                    image_size=96, patch_size=32, projection_dim=128, initializer_range=0.02)
 MINI_VOCAB = 1024
 FAST_PRESET, DIFFSW_PRESET, TRAIN_PRESET = "mini-fast", "mini-diffsw", "mini"
+FAMILIES = ("llava", "idefics3")
+# vision pretraining's rate per family: Idefics3's SigLIP-style tower (no pre-norm, no CLS) at 1e-3 ends at loss 1.78,
+# at 3e-4 at 0.47 (chance 5.55); the CLIP tower of the LLaVA at 1e-3 at 0.71 (docs/captioner-training.md)
+PRETRAIN_LR = {"llava": 1e-3, "idefics3": 3e-4}
 TRAIN_SEED, HELDOUT_SEED = 2, 1  # synthworld dataset seeds (the T2V runs use 0)
 
 
@@ -43,21 +47,28 @@ def annotation_texts(records: list[dict[str, Any]]) -> list[str]:
 
 
 def build_miniature(out: str | Path, records: list[dict[str, Any]], prompts_folder: str | None = "compact",
-                    seed: int = 0) -> Path:
+                    seed: int = 0, family: str = "llava") -> Path:
     """The untrained miniature ShareCaptioner in ``out`` (a ``from_pretrained`` folder), its tokenizer fitted to
-    the records' captions and the prompt set's text."""
-    from captioner.backends.tiny_vlm import build_llava, fit_tokenizer
+    the records' captions and the prompt set's text. ``family``: ``llava`` (nine visual tokens an image, one a
+    patch) or ``idefics3`` (the same tower's nine patches concatenated into one token by a pixel-shuffle
+    connector, as SmolVLM does)."""
+    from captioner.backends.tiny_vlm import build_idefics3, build_llava, fit_tokenizer
     from captioner.prompting import PromptSet
 
+    if family not in FAMILIES:
+        raise ValueError(f"miniature family must be one of {FAMILIES}, not {family!r}")
     prompts = PromptSet(prompts_folder)
     corpus = annotation_texts(records) + [p.system + "\n" + p.user for p in prompts.prompts.values()]
     tokenizer = fit_tokenizer(corpus, vocab_size=MINI_VOCAB)
+    if family == "idefics3":
+        side = MINI_VISION["image_size"] // MINI_VISION["patch_size"]
+        return build_idefics3(out, tokenizer, MINI_TEXT, MINI_VISION, scale_factor=side, seed=seed)
     return build_llava(out, tokenizer, MINI_TEXT, MINI_VISION, seed=seed, feature_layer=-1)
 
 
 def run_miniature(out: str | Path = "runs/captioner", num_clips: int = 2000, num_heldout: int = 100,
-                  overrides: list[str] | None = None, workers: int = 0) -> Path:
-    """The whole stage; returns the report's markdown path."""
+                  overrides: list[str] | None = None, workers: int = 0, family: str = "llava") -> Path:
+    """The whole stage; returns the report's markdown path. ``family``: the miniature's VLM (``build_miniature``)."""
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest
     from captioner.training.config import load_train_config
@@ -68,7 +79,7 @@ def run_miniature(out: str | Path = "runs/captioner", num_clips: int = 2000, num
         write_report,
     )
     from captioner.training.train import load_records, train_captioner
-    from captioner.training.vision_pretrain import pretrain_vision_tower
+    from captioner.training.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
     from synthworld.dataset import DEMO_WORLD, write_synth_dataset
 
     out = Path(out)
@@ -101,9 +112,10 @@ def run_miniature(out: str | Path = "runs/captioner", num_clips: int = 2000, num
     untrained, pretrained = out / "untrained", out / "pretrained"
     ran = not (pretrained / "config.json").is_file()
     if not (untrained / "config.json").is_file():
-        build_miniature(untrained, load_records(annotations))
+        build_miniature(untrained, load_records(annotations), family=family)
     if not (pretrained / "config.json").is_file():
-        pretrain_vision_tower(untrained, load_records(annotations), pretrained, captioner=FAST_PRESET)
+        pretrain_vision_tower(untrained, load_records(annotations), pretrained,
+                              VisionPretrainConfig(lr=PRETRAIN_LR[family]), captioner=FAST_PRESET)
     stamp("vision pretraining", s, ran)
 
     # 3. training

@@ -32,7 +32,7 @@ from captioner.training.data import AnnotationDataset, ModeMixSampler, mode_weig
 
 log = logging.getLogger(__name__)
 VISION_PARTS = ("vision_tower", "visual.", "vision_model", "vision_encoder")
-PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "visual.merger")
+PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "visual.merger", "connector")
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:

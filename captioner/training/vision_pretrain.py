@@ -74,13 +74,24 @@ def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast"
     return images, texts
 
 
-def image_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """(batch, tokens, dim): what a LLaVA-family VLM's decoder is given for each image."""
-    cfg = model.config
-    out = model.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
-                                   vision_feature_select_strategy=cfg.vision_feature_select_strategy)
+def image_inputs(processor, images: list) -> dict[str, torch.Tensor]:
+    """The image processor's tensors for ``images``, one image a row (LLaVA: ``pixel_values``; Idefics3 also
+    ``pixel_attention_mask``)."""
+    out = dict(processor.image_processor(images=[[im] for im in images], return_tensors="pt"))  # one per sample
+    if any(len(v) != len(images) for v in out.values()):
+        raise ValueError(f"{type(processor.image_processor).__name__} gave {[tuple(v.shape) for v in out.values()]} "
+                         f"for {len(images)} images, not one row each")
+    return out
+
+
+def image_tokens(model, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, dim): what a VLM's decoder is given for each image (LLaVA: one token a patch; Idefics3:
+    one a block of patches, after its pixel-shuffle connector)."""
+    inputs = inputs if isinstance(inputs, dict) else {"pixel_values": inputs}
+    out = model.get_image_features(**inputs)
     feats = out.pooler_output if hasattr(out, "pooler_output") else out
-    return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
+    feats = torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
+    return feats.reshape(len(inputs["pixel_values"]), -1, feats.shape[-1])
 
 
 def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], out_dir: str | Path,
@@ -93,15 +104,17 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     from tqdm.auto import tqdm
     from transformers import AutoModelForImageTextToText, AutoProcessor, CLIPTextConfig, CLIPTextModel
 
+    from captioner.training.train import PROJECTOR_PARTS, VISION_PARTS
+
     cfg = cfg or VisionPretrainConfig()
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     if not hasattr(model, "get_image_features"):
         raise ValueError(f"{model_dir}: {type(model).__name__} has no get_image_features; vision pretraining "
-                         "needs a LLaVA-family VLM")
+                         "needs a VLM that exposes its visual tokens (LLaVA, Idefics3, ...)")
     tok = processor.tokenizer
     images, texts = annotation_pairs(records, captioner)
-    pixel_values = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    pixels = image_inputs(processor, images)
     unique = list(dict.fromkeys(texts))
     text_id = {t: i for i, t in enumerate(unique)}
     caption_id = torch.tensor([text_id[t] for t in texts])
@@ -116,12 +129,12 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
                                             max_position_embeddings=ids.shape[1], pad_token_id=tok.pad_token_id,
                                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
         with torch.no_grad():
-            n_tokens = image_tokens(model, pixel_values[:1]).shape[1]
+            n_tokens = image_tokens(model, {k: v[:1] for k, v in pixels.items()}).shape[1]
         img_proj = torch.nn.Linear(dim * (n_tokens if cfg.pool == "flatten" else 1), dim, bias=False)
         txt_proj = torch.nn.Linear(dim, dim, bias=False)
         log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         gen = torch.Generator().manual_seed(cfg.seed)
-    vision = [p for n, p in model.named_parameters() if "language_model" not in n and "lm_head" not in n]
+    vision = [p for n, p in model.named_parameters() if any(part in n for part in VISION_PARTS + PROJECTOR_PARTS)]
     params = [*vision, *text.parameters(), *img_proj.parameters(), *txt_proj.parameters(), log_scale]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5
@@ -135,7 +148,7 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     for step in bar:
         idx = torch.randperm(n, generator=gen)[:bs]
         cid = caption_id[idx]
-        tokens = image_tokens(model, pixel_values[idx])
+        tokens = image_tokens(model, {k: v[idx] for k, v in pixels.items()})
         zi = F.normalize(img_proj(tokens.flatten(1) if cfg.pool == "flatten" else tokens.mean(1)), dim=-1)
         h = text(input_ids=ids[cid], attention_mask=mask[cid]).last_hidden_state
         m = mask[cid][..., None].to(h.dtype)
