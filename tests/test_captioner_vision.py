@@ -254,3 +254,35 @@ def test_an_idefics3_miniature_gives_one_token_a_grid_and_pretrains_trains_and_c
                                                                "backend.max_new_tokens=8"]), tasks, out, progress=False)
     assert result.ok == 2
     assert all(isinstance(r["captions"]["dense"], str) for r in load_records(out))
+
+
+def test_the_region_trial_varies_only_the_start_region_of_the_first_sentence(annotated, tmp_path):
+    """bench/captioner_region_trial.py: nine variants of the dense caption's first sentence, one per region,
+    identical but for the region phrase, the true one among them as written; the blacked-out request has black
+    images and the same text; the bench runs end to end and scores within [0, 1]."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import captioner_region_trial as rt
+
+    from synthworld.spec import region_of
+
+    root, ann = annotated
+    rec = load_records(ann)[0]
+    obj = rec["meta"]["scene"]["objects"][0]
+    truth = region_of(obj["x"], obj["y"])
+    conv = conversation(rec, "fast", 0, PromptSet("compact"), FrameSource(load_captioner_config("mini-fast")))
+    variants = rt.region_variants(conv, truth)
+    assert len(variants) == 9 and len({v.answer for v in variants}) == 9
+    first = variants[rt.REGIONS.index(truth)].answer
+    assert conv.answer.startswith(first) and first.endswith(".") and first.count(".") == 1
+    from captioner.training.conversations import Conversation
+
+    assert rt.region_variants(Conversation(conv.request, "A clip.", conv.mode, conv.record_id), truth) is None
+    black = rt.blacked_out(conv.request)
+    img = [p for m in black.messages if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image"]
+    assert img and all(not p["image"].any() for p in img)
+    assert [p.get("text") for m in black.messages for p in (m["content"] if isinstance(m["content"], list) else [])] \
+        == [p.get("text") for m in conv.request.messages for p in (m["content"] if isinstance(m["content"], list) else [])]
+    res = rt.main([str(root / "untrained"), "--annotations", str(ann), "--clips", "2", "--out", str(tmp_path / "r.json")])
+    row = res["models"][str(root / "untrained")]
+    assert row["clips"] == 2 and 0 <= row["grid"] <= 1 and 0 <= row["black"] <= 1
+    assert json.loads((tmp_path / "r.json").read_text())["chance"] == round(1 / 9, 3)
