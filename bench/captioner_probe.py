@@ -5,8 +5,9 @@ key-frame grid (exactly what ``captioner run --config mini-fast`` sends), takes 
 would consume (``get_image_features``: tower → feature layer → projector, all tokens concatenated) and fits
 one linear classifier per attribute on the training records' tokens: start region (3×3), direction of the
 first move, colour, shape. Accuracy on the held-out records, per model folder, next to chance (the most
-frequent class). A tower whose probe is at chance for an attribute hides it from the decoder; one whose
-probe reads it leaves the decoder to learn to read it.
+frequent class), and the share of the tokens' variance each attribute explains. A tower whose probe is at
+chance for an attribute hides it from the decoder; one whose probe reads it leaves the decoder to learn to
+read it, the harder the smaller that share.
 
     make captioner   # the annotations and the model folders
     python bench/captioner_probe.py runs/captioner/untrained runs/captioner/pretrained \\
@@ -89,6 +90,19 @@ def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_t
     return {"heldout": round(acc, 3), "train": round(acc_tr, 3), "chance": round(majority, 3), "n": len(yte)}
 
 
+def explained_variance(x: torch.Tensor, labels: list) -> float:
+    """The share of the features' variance that an attribute's class means explain (between-class over total
+    variance; records whose label is None left out): how loud a fact is in the tokens, where the probe says
+    only whether it can be read at all."""
+    keep = [i for i, y in enumerate(labels) if y is not None]
+    x = x[keep]
+    ys = [labels[i] for i in keep]
+    centred = x - x.mean(0)
+    means = {c: centred[[i for i, y in enumerate(ys) if y == c]].mean(0) for c in set(ys)}
+    between = torch.stack([means[y] for y in ys])
+    return float(between.pow(2).sum(1).mean() / centred.pow(2).sum(1).mean())
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", type=Path, help="VLM folders (LLaVA, Idefics3) sharing one processor")
@@ -109,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     for folder in a.models:
         xtr, xte = visual_tokens(folder, pv_train), visual_tokens(folder, pv_test)
-        rows[str(folder)] = {k: linear_probe(xtr, [f[k] for f in lab_train], xte, [f[k] for f in lab_test], a.steps)
+        rows[str(folder)] = {k: {**linear_probe(xtr, [f[k] for f in lab_train], xte, [f[k] for f in lab_test], a.steps),
+                                 "variance_share": round(explained_variance(xtr, [f[k] for f in lab_train]), 3)}
                              for k in ATTRIBUTES}
     result = {"train": len(train), "heldout": len(test), "tokens_dim": int(xtr.shape[1]), "probes": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  {'model':<40} " + "  ".join(f"{k:>14}" for k in ATTRIBUTES))
     for name, r in rows.items():
         print(f"  {name[-40:]:<40} " + "  ".join(f"{r[k]['heldout']:.2f} (ch {r[k]['chance']:.2f})" for k in ATTRIBUTES))
+        print(f"  {'  share of the tokens variance':<40} " + "  ".join(f"{r[k]['variance_share']:>14.3f}"
+                                                                 for k in ATTRIBUTES))
     print(f"wrote {a.out}")
     return result
 

@@ -15,7 +15,9 @@ let the tower drop where the object is, and it does — bench/captioner_probe.py
 ``CLIPTextModel`` over the VLM's own tokenizer, thrown away afterwards. The loss is CLIP's symmetric
 InfoNCE with a learned temperature over large batches (256: in a small one, colour and shape alone tell
 the pairs apart, and the tower keeps nothing else); captions that occur twice in a batch are not counted
-as each other's negatives.
+as each other's negatives. ``hard_negatives`` adds each caption mirrored (left/right, top/bottom, up/down
+swapped) to the image→text choices, as NegCLIP does; in the miniature it leaves a tower that has learned less
+of everything (docs/captioner-training.md), so it is off.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,11 +47,38 @@ class VisionPretrainConfig:
     max_text_tokens: int = 96      # a dense caption's first sentences: what the clip starts as and does
     text_layers: int = 2
     pool: str = "flatten"          # image tokens -> one embedding: "flatten" (a linear map of all tokens), or "mean"
+    hard_negatives: bool = False   # each caption mirrored (left<->right, top<->bottom) as an extra negative (NegCLIP)
     seed: int = 0
 
     def __post_init__(self):
         if self.pool not in ("mean", "flatten"):
             raise ValueError(f"vision pretraining: pool must be 'mean' or 'flatten', not {self.pool!r}")
+
+
+# NegCLIP-style hard negatives (Yuksekgonul et al. 2023): the caption with its places and motions mirrored, so
+# an image embedding that keeps only colour, shape and size cannot tell its caption from the negative
+_MIRRORS = {"horizontal": {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward",
+                           "leftwards": "rightwards", "rightwards": "leftwards"},
+            "vertical": {"top": "bottom", "bottom": "top", "upper": "lower", "lower": "upper", "up": "down", "down": "up",
+                         "upward": "downward", "downward": "upward", "upwards": "downwards",
+                         "downwards": "upwards", "above": "below", "below": "above"}}
+_PHRASAL_UP = re.compile(r"\b(pops|shows|turns|comes) up\b")
+
+
+def mirrored(text: str, axis: str) -> str:
+    """``text`` with its spatial words swapped along ``axis`` ("horizontal" or "vertical"); "up" of a phrasal
+    verb ("pops up") is kept. A text without such words comes back unchanged."""
+    table = _MIRRORS[axis]
+    keep = {m.start(1) + len(m.group(1)) + 1 for m in _PHRASAL_UP.finditer(text)} if axis == "vertical" else set()
+
+    def swap(m: re.Match) -> str:
+        word = m.group(0)
+        if m.start() in keep or word.lower() not in table:
+            return word
+        out = table[word.lower()]
+        return out.capitalize() if word[0].isupper() else out
+
+    return re.sub(r"[A-Za-z]+", swap, text)
 
 
 def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast", prompts: str | None = None
@@ -116,9 +146,15 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     images, texts = annotation_pairs(records, captioner)
     pixels = image_inputs(processor, images)
     unique = list(dict.fromkeys(texts))
-    text_id = {t: i for i, t in enumerate(unique)}
+    axes = ("horizontal", "vertical")
+    # the negatives are texts of their own, after the captions (whose ids stay 0..len(unique)-1)
+    vocab = list(dict.fromkeys(unique + [mirrored(t, a) for t in unique for a in axes])) if cfg.hard_negatives \
+        else unique
+    text_id = {t: i for i, t in enumerate(vocab)}
     caption_id = torch.tensor([text_id[t] for t in texts])
-    enc = tok(unique, padding=True, truncation=True, max_length=cfg.max_text_tokens, return_tensors="pt")
+    negative_id = torch.tensor([[text_id[mirrored(t, a)] for a in axes] for t in unique]) if cfg.hard_negatives \
+        else None
+    enc = tok(vocab, padding=True, truncation=True, max_length=cfg.max_text_tokens, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
 
     with torch.random.fork_rng(devices=[]):
@@ -139,6 +175,12 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5
                                               * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+
+    def embed(text_ids: torch.Tensor) -> torch.Tensor:
+        h = text(input_ids=ids[text_ids], attention_mask=mask[text_ids]).last_hidden_state
+        m = mask[text_ids][..., None].to(h.dtype)
+        return F.normalize(txt_proj((h * m).sum(1) / m.sum(1)), dim=-1)
+
     model.train()
     text.train()
     n, bs = len(texts), min(cfg.batch_size, len(texts))
@@ -150,14 +192,17 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
         cid = caption_id[idx]
         tokens = image_tokens(model, {k: v[idx] for k, v in pixels.items()})
         zi = F.normalize(img_proj(tokens.flatten(1) if cfg.pool == "flatten" else tokens.mean(1)), dim=-1)
-        h = text(input_ids=ids[cid], attention_mask=mask[cid]).last_hidden_state
-        m = mask[cid][..., None].to(h.dtype)
-        zt = F.normalize(txt_proj((h * m).sum(1) / m.sum(1)), dim=-1)
-        logits = zi @ zt.T * log_scale.exp().clamp(max=100)
+        scale = log_scale.exp().clamp(max=100)
+        logits = zi @ embed(cid).T * scale
         twins = (cid[:, None] == cid[None, :]) & ~torch.eye(bs, dtype=torch.bool)
         logits = logits.masked_fill(twins, float("-inf"))
         target = torch.arange(bs)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        image_to_text = logits
+        if negative_id is not None:  # image -> its caption among the batch's captions and their mirrors
+            nid = negative_id[cid].flatten()
+            hard = (zi @ embed(nid).T * scale).masked_fill(nid[None, :] == cid[:, None], float("-inf"))
+            image_to_text = torch.cat([logits, hard], 1)
+        loss = (F.cross_entropy(image_to_text, target) + F.cross_entropy(logits.T, target)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -175,7 +220,7 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
     AutoProcessor.from_pretrained(model_dir).save_pretrained(out)
     model.save_pretrained(out)
     k = max(1, min(50, len(history) // 10))
-    summary = {"pairs": n, "captions": len(unique), "steps": cfg.steps, "image_tokens": n_tokens,
+    summary = {"pairs": n, "captions": len(unique), "hard_negatives": len(vocab) - len(unique), "steps": cfg.steps, "image_tokens": n_tokens,
                "embedding_inputs": img_proj.in_features,
                "loss_first": sum(history[:k]) / k, "loss_last": sum(history[-k:]) / k,
                "chance_loss": math.log(bs), "retrieval_last_batch": retrieval,
