@@ -19,7 +19,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from captioner.backends.base import ChatRequest
@@ -29,8 +28,8 @@ from captioner.training.conversations import (
     Conversation,
     FrameSource,
     answer_eos_id,
-    collate,
     conversation,
+    most_likely,
     tokenize,
 )
 from captioner.training.train import load_records
@@ -61,17 +60,6 @@ def region_variants(conv: Conversation, region: str) -> list[Conversation] | Non
     tail = conv.answer[at + len(phrase): end + 1 if end >= 0 else None]
     return [Conversation(conv.request, conv.answer[:at] + REGION_PHRASES[r][k] + tail, conv.mode, conv.record_id)
             for r in REGIONS]
-
-
-@torch.no_grad()
-def most_likely(model, variants: list[dict], pad: int) -> int:
-    """Index of the variant whose answer tokens the model finds most likely."""
-    b = collate(variants, pad)
-    logits = model(**{k: v for k, v in b.items() if k != "labels"}).logits[:, :-1]
-    labels = b["labels"][:, 1:]
-    keep = labels != -100
-    ll = (torch.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0] * keep).sum(1)
-    return int(ll.argmax())
 
 
 def region_trial(model_dir: Path, records: list[dict], captioner: str = "mini-fast") -> dict[str, float | int]:

@@ -31,6 +31,7 @@ from captioner.training.conversations import (
     answer_eos_id,
     collate,
     conversation,
+    most_likely,
     tokenize,
 )
 from captioner.training.train import load_records
@@ -50,12 +51,7 @@ def colour_accuracy(model, trials, pad: int) -> float:
     model.eval()
     hits = 0
     for variants, truth in trials:
-        b = collate(variants, pad)
-        logits = model(**{k: v for k, v in b.items() if k != "labels"}).logits[:, :-1]
-        labels = b["labels"][:, 1:]
-        keep = labels != -100
-        ll = (torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0] * keep).sum(1)
-        hits += int(ll.argmax()) == truth
+        hits += most_likely(model, variants, pad) == truth
     model.train()
     return hits / len(trials)
 

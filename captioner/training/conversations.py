@@ -230,3 +230,15 @@ def collate(examples: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, t
                                                  for x in (0, shape[i - 1] - p.shape[i])]) for p in parts]
         batch[k] = torch.cat(parts, dim=0)
     return batch
+
+
+@torch.no_grad()
+def most_likely(model, variants: list[dict[str, torch.Tensor]], pad_id: int) -> int:
+    """Index of the variant (``tokenize`` outputs of one request with different answers) whose answer tokens
+    ``model`` finds most likely, teacher-forced: the multiple-choice trials of the captioner benches."""
+    b = collate(variants, pad_id)
+    logits = model(**{k: v for k, v in b.items() if k != "labels"}).logits[:, :-1]
+    labels = b["labels"][:, 1:]
+    keep = labels != -100
+    ll = (torch.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0] * keep).sum(1)
+    return int(ll.argmax())
