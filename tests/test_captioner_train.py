@@ -29,11 +29,13 @@ from captioner.training.conversations import (
     collate,
     conversation,
     count_items,
+    mirrored,
     tokenize,
 )
 from captioner.training.data import AnnotationDataset, ModeMixSampler
 from captioner.training.train import load_records, train_captioner
 from clipio.config import ConfigError
+from synthworld.score.caption_parse import parse_dense
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,6 +132,46 @@ def test_mode_mix_draws_what_the_weights_say(annotated):
     assert all(len(b) == 4 and len({ds.mode_of(i) for i in b}) == 1 for b in batches)
     assert len(batches) == len(s4) == sum(n // 4 for n in got.values())
     assert [ds.mode_of(b[0]) for b in batches] != sorted(ds.mode_of(b[0]) for b in batches)
+
+
+def test_a_mirrored_conversation_is_what_the_annotator_says_of_the_flipped_clip(annotated):
+    """data.hflip's premise: a clip flipped left to right is described by its captions mirrored. The oracle
+    annotator reads pixels, so it is asked the mirrored requests (flipped key-frames, mirrored previous
+    captions) and must answer the mirrored annotations."""
+    root, ann = annotated
+    records = load_records(ann)
+    ccfg = load_captioner_config("mini-fast")
+    prompts, frames = PromptSet(ccfg.run.prompts), FrameSource(ccfg)
+    oracle = build_backend(load_captioner_config("oracle").backend)
+    changed = 0
+    for rec in records:
+        kf0 = rec["keyframes"][0]["caption"]
+        for mode, k in (("fast", 0), ("sliding", 0), ("sliding", 3)):
+            plain, mirror = (conversation(rec, mode, k, prompts, frames, mirror=m) for m in (False, True))
+            assert mirror.answer == mirrored(plain.answer, "horizontal")
+            assert not np.array_equal(plain.request.images[0], mirror.request.images[0])
+            said, said_mirrored = oracle.generate([plain.request, mirror.request])
+
+            def read(caption: str, first: str, after_first: bool = mode == "sliding" and k > 0) -> object:
+                """What a caption says (the oracle words a scene by a draw of its own); a later key-frame's
+                caption is read after the first one's, which places the object."""
+                return parse_dense(f"{first} {caption}" if after_first else caption)
+
+            if mode == "sliding":  # the annotation is the oracle's answer to this very request
+                assert read(said, kf0) == read(plain.answer, kf0)
+            got = read(said_mirrored, mirrored(kf0, "horizontal"))
+            assert got == read(mirrored(said, "horizontal"), mirrored(kf0, "horizontal")), (said, said_mirrored)
+            changed += got != read(said, kf0)
+    # the sampler draws a mirrored conversation as index len(dataset) + i, in the share it is asked for
+    ds = AnnotationDataset(records, ("fast", "sliding"), prompts, frames, None, 0, 512)
+    drawn = [i for b in ModeMixSampler(ds, {"fast": 4.0, "sliding": 1.0}, hflip=0.5) for i in b]
+    share = sum(i >= len(ds) for i in drawn) / len(drawn)
+    assert 0.4 < share < 0.6 and all(i < 2 * len(ds) for i in drawn)
+    j = next(i for i in drawn if i >= len(ds) and ds.mode_of(i) == "fast")
+    assert ds.conversation(j).answer == mirrored(ds.conversation(j - len(ds)).answer, "horizontal")
+    assert [i for b in ModeMixSampler(ds, {"fast": 4.0, "sliding": 1.0}) for i in b if i >= len(ds)] == []
+    with pytest.raises(ValueError, match="hflip"):
+        ModeMixSampler(ds, {"fast": 1.0}, hflip=1.5)
 
 
 def test_config_is_strict():

@@ -116,7 +116,7 @@ def test_mean_pooling_still_pretrains_and_a_bad_pool_is_named(annotated, tmp_pat
 
 
 def test_mirrored_captions_swap_places_and_motions_and_nothing_else():
-    from captioner.training.vision_pretrain import mirrored
+    from captioner.training.conversations import mirrored
 
     text = "A red square at the lower left pops up. Left of it, it moves upward, then down to the top-right corner."
     assert mirrored(text, "horizontal") == ("A red square at the lower right pops up. Right of it, it moves upward, "
@@ -124,6 +124,8 @@ def test_mirrored_captions_swap_places_and_motions_and_nothing_else():
     assert mirrored(text, "vertical") == ("A red square at the upper left pops up. Left of it, it moves downward, "
                                           "then up to the bottom-right corner.")
     assert mirrored("A blue circle in the centre.", "vertical") == "A blue circle in the centre."
+    # "right" of "right from the start" (the oracle's "immediately") names no place
+    assert mirrored("Right from the start, it moves right.", "horizontal") == "Right from the start, it moves left."
 
 
 def test_hard_negatives_put_each_captions_mirrors_among_the_answers(annotated, tmp_path):
@@ -317,3 +319,19 @@ def test_the_region_trial_varies_only_the_start_region_of_the_first_sentence(ann
     row = res["models"][str(root / "untrained")]
     assert row["clips"] == 2 and 0 <= row["grid"] <= 1 and 0 <= row["black"] <= 1
     assert json.loads((tmp_path / "r.json").read_text())["chance"] == round(1 / 9, 3)
+
+
+def test_the_seen_clips_bench_scores_training_and_held_out_clips_alike(annotated, tmp_path):
+    """bench/captioner_seen_clips.py scores fast mode on a run's training and held-out clips; given the same
+    clips as both, it must report the same scores for both, every one within [0, 1]."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import captioner_seen_clips as sc
+
+    root, _ = annotated
+    for name in ("train", "heldout"):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / name).symlink_to(root / "clips")
+    res = sc.main([str(tmp_path), "--model", str(root / "untrained"), "--clips", "2"])
+    assert res["train"] == res["heldout"] and set(res["train"]) >= {"colour", "region", "direction", "events"}
+    assert all(v is None or 0 <= v <= 1 for v in res["train"].values())
+    assert json.loads((tmp_path / "seen-clips" / "seen_clips.json").read_text())["clips"] == 2

@@ -60,6 +60,9 @@ class DataSettings:
     max_length: int = 2048  # tokens; an answer past it is cut, a prompt past it is an error
     cache_clips: int = 0  # decoded key-frames of this many clips stay in memory (a miniature fits whole)
     num_workers: int = 0  # DataLoader worker processes (decoding, image processing, tokenising)
+    # share of conversations drawn as their clip's mirror image: key-frames flipped left to right, every caption's
+    # left/right words swapped (as MDETR/GLIP augment); only for footage and captions where that holds
+    hflip: float = 0.0
 
 
 @dataclass

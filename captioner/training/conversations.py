@@ -24,6 +24,7 @@ and an end-of-sequence token follow, and only those carry a loss (labels ``-100`
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,36 @@ from captioner.diffsw import ClipTask, extract_job, key_frame_grid
 from captioner.prompting import PromptSet
 
 MODES = ("fast", "sliding", "summary", "recaption")
+
+# Mirror images of captions: a caption's spatial words swapped along an axis. A horizontally flipped clip is
+# described by its caption mirrored "horizontal" (training's `data.hflip`, as MDETR and GLIP flip images and swap
+# "left"/"right" in their texts); the mirrored caption of the same image is a hard negative (NegCLIP, Yuksekgonul
+# et al. 2023: vision pretraining's `hard_negatives`)
+_MIRRORS = {"horizontal": {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward",
+                           "leftwards": "rightwards", "rightwards": "leftwards"},
+            "vertical": {"top": "bottom", "bottom": "top", "upper": "lower", "lower": "upper", "up": "down", "down": "up",
+                         "upward": "downward", "downward": "upward", "upwards": "downwards",
+                         "downwards": "upwards", "above": "below", "below": "above"}}
+# spatial words that say no place here: "pops up", "Right from the start" (the oracle's "immediately")
+_NOT_A_PLACE = re.compile(r"\b(?:pops|shows|turns|comes) (up)\b|\b(right) (?:from|away|after)\b", re.IGNORECASE)
+
+
+def mirrored(text: str, axis: str) -> str:
+    """``text`` with its spatial words swapped along ``axis`` ("horizontal" or "vertical"); words that name no
+    place ("pops up", "right from the start") are kept. A text without such words comes back unchanged."""
+    table = _MIRRORS[axis]
+    keep = {m.start(g) for m in _NOT_A_PLACE.finditer(text) for g in (1, 2) if m.group(g)}
+
+    def swap(m: re.Match) -> str:
+        word = m.group(0)
+        if m.start() in keep or word.lower() not in table:
+            return word
+        out = table[word.lower()]
+        return out.capitalize() if word[0].isupper() else out
+
+    return re.sub(r"[A-Za-z]+", swap, text)
+
+
 IGNORE_INDEX = -100
 
 
@@ -77,17 +108,28 @@ def _duration(record: dict[str, Any]) -> float:
     return max(float(k["t"]) for k in record["keyframes"])
 
 
-def conversation(record: dict[str, Any], mode: str, index: int, prompts: PromptSet, frames: FrameSource
-                 ) -> Conversation:
-    """Conversation ``index`` (``0 <= index < count_items(record, mode)``) of ``mode`` for ``record``."""
+def mirror_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The annotations of ``record``'s clip flipped left to right: every caption mirrored "horizontal"."""
+    caps = {k: mirrored(v, "horizontal") if isinstance(v, str) else v for k, v in (record.get("captions") or {}).items()}
+    kfs = [{**k, "caption": mirrored(k["caption"], "horizontal")} if k.get("caption") else k
+           for k in record.get("keyframes") or []]
+    return {**record, "captions": caps, "keyframes": kfs}
+
+
+def conversation(record: dict[str, Any], mode: str, index: int, prompts: PromptSet, frames: FrameSource,
+                 mirror: bool = False) -> Conversation:
+    """Conversation ``index`` (``0 <= index < count_items(record, mode)``) of ``mode`` for ``record``;
+    ``mirror``: of the clip's mirror image (key-frames flipped left to right, captions mirrored to match)."""
     rid = record.get("id")
     n = count_items(record, mode)
     if not 0 <= index < n:
         raise IndexError(f"record {rid!r}: {mode} conversation {index} of {n}")
+    if mirror:
+        record = mirror_record(record)
     caps = record["captions"]
     duration = _duration(record)
     if mode == "fast":
-        grid, layout, times = frames.grid(record)
+        grid, layout, times = frames.grid(record, flip=mirror)
         if index == 0:
             return Conversation(prompts.fast(grid, layout, times, duration), caps["dense"], mode, rid)
         return Conversation(prompts.short_from_grid(grid, layout, times, duration, caps["dense"]),
@@ -95,9 +137,9 @@ def conversation(record: dict[str, Any], mode: str, index: int, prompts: PromptS
     if mode == "sliding":
         kfs = record["keyframes"]
         if index == 0:
-            (img,) = frames.at(record, [kfs[0]["t"]])
+            (img,) = frames.at(record, [kfs[0]["t"]], flip=mirror)
             return Conversation(prompts.detail(img, kfs[0]["t"]), kfs[0]["caption"], mode, rid)
-        prev, cur = frames.at(record, [kfs[index - 1]["t"], kfs[index]["t"]])
+        prev, cur = frames.at(record, [kfs[index - 1]["t"], kfs[index]["t"]], flip=mirror)
         req = prompts.diff(prev, cur, kfs[index - 1]["t"], kfs[index]["t"], kfs[index - 1]["caption"])
         return Conversation(req, kfs[index]["caption"], mode, rid)
     if mode == "summary":
@@ -142,10 +184,12 @@ class FrameSource:
             self._cache[key] = value
         return value
 
-    def at(self, record: dict[str, Any], times: list[float]) -> list[np.ndarray]:
+    def at(self, record: dict[str, Any], times: list[float], flip: bool = False) -> list[np.ndarray]:
+        """The frames at ``times``; ``flip``: mirrored left to right."""
         all_times = [float(k["t"]) for k in record["keyframes"]]
         frames = self._cached(("kf", record["id"]), lambda: self._decode(record, all_times))
-        return [frames[all_times.index(float(t))] for t in times]
+        out = [frames[all_times.index(float(t))] for t in times]
+        return [np.ascontiguousarray(f[:, ::-1]) for f in out] if flip else out
 
     def _decode(self, record: dict[str, Any], times: list[float]) -> np.ndarray:
         from clipio.video import open_video
@@ -155,7 +199,9 @@ class FrameSource:
                         max_pixels=self.ccfg.backend.max_pixels) as reader:
             return reader.frames_at([task.start + t for t in times])
 
-    def grid(self, record: dict[str, Any]) -> tuple[np.ndarray, dict, list[float]]:
+    def grid(self, record: dict[str, Any], flip: bool = False) -> tuple[np.ndarray, dict, list[float]]:
+        """Fast mode's key-frame grid; ``flip``: of the key-frames mirrored left to right (the time labels
+        read as before)."""
         def make():
             quiet = logging.getLogger("captioner.keyframes")
             level = quiet.level
@@ -164,9 +210,12 @@ class FrameSource:
                 job = extract_job(self._task(record), self.ccfg, self.embedder)
             finally:
                 quiet.setLevel(level)
-            g, layout = key_frame_grid(job.images, job.times, self.ccfg.run.grid_cols, self.ccfg.run.grid_cell)
-            return g, layout, job.times
-        return self._cached(("grid", record["id"]), make)
+            return job.images, job.times
+        images, times = self._cached(("grid", record["id"]), make)
+        if flip:
+            images = [np.ascontiguousarray(im[:, ::-1]) for im in images]
+        g, layout = key_frame_grid(images, times, self.ccfg.run.grid_cols, self.ccfg.run.grid_cell)
+        return g, layout, times
 
 
 # ------------------------------------------------------------------------------------------ tokenising

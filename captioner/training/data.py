@@ -47,11 +47,12 @@ class AnnotationDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def mode_of(self, i: int) -> str:
-        return self.items[i][1]
+        return self.items[i % len(self.items)][1]
 
     def conversation(self, i: int) -> Conversation:
-        ri, mode, k = self.items[i]
-        return conversation(self.records[ri], mode, k, self.prompts, self.frames)
+        """Conversation ``i``; ``len(self) + i``: the same of the clip's mirror image (``data.hflip``)."""
+        ri, mode, k = self.items[i % len(self.items)]
+        return conversation(self.records[ri], mode, k, self.prompts, self.frames, mirror=i >= len(self.items))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return tokenize(self.conversation(i), self.processor, self.eos_id, self.max_length, self.prepare_image)
@@ -62,10 +63,14 @@ class AnnotationDataset(torch.utils.data.Dataset):
 
 class ModeMixSampler(torch.utils.data.Sampler):
     """A batch sampler: one epoch of a dataset's indices under a mode mix, in batches of ``batch_size`` from one
-    mode each (a mode's last partial batch is dropped), batches shuffled; ``set_epoch`` changes the draw."""
+    mode each (a mode's last partial batch is dropped), batches shuffled; ``set_epoch`` changes the draw.
+    ``hflip``: the share of conversations drawn as their clip's mirror image (index ``len(dataset) + i``)."""
 
-    def __init__(self, dataset: AnnotationDataset, weights: dict[str, float], batch_size: int = 1, seed: int = 0):
-        self.seed, self.epoch, self.batch_size = seed, 0, batch_size
+    def __init__(self, dataset: AnnotationDataset, weights: dict[str, float], batch_size: int = 1, seed: int = 0,
+                 hflip: float = 0.0):
+        if not 0.0 <= hflip <= 1.0:
+            raise ValueError(f"data.hflip must be a probability in [0, 1], not {hflip}")
+        self.seed, self.epoch, self.batch_size, self.hflip, self.size = seed, 0, batch_size, hflip, len(dataset)
         self.by_mode = {m: [i for i in range(len(dataset)) if dataset.mode_of(i) == m] for m in MODES}
         self.weights = {m: float(weights.get(m, 0.0)) for m in MODES}
 
@@ -94,6 +99,8 @@ class ModeMixSampler(torch.utils.data.Sampler):
             if part:
                 out += [idx[j] for j in rng.choice(len(idx), size=part, replace=False)]
             out = [out[j] for j in rng.permutation(len(out))]
+            if self.hflip > 0:  # drawn as its clip's mirror image: index + len(dataset)
+                out = [i + self.size if f else i for i, f in zip(out, rng.random(len(out)) < self.hflip)]
             batches += [out[k:k + self.batch_size] for k in range(0, len(out) - self.batch_size + 1, self.batch_size)]
         return iter([batches[j] for j in rng.permutation(len(batches))])
 

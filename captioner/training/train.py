@@ -174,7 +174,7 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
     weights = mode_weights(d.modes)
     ds = AnnotationDataset(train_recs, tuple(m for m in MODES if weights[m] > 0), prompts, frames, processor,
                            eos_id, d.max_length, prepare_image)
-    sampler = ModeMixSampler(ds, weights, batch_size=t.batch_size, seed=t.seed)
+    sampler = ModeMixSampler(ds, weights, batch_size=t.batch_size, seed=t.seed, hflip=d.hflip)
     pad_id = processor.tokenizer.pad_token_id
     # workers are spawned, not forked: a forked worker inherits the decoder's and the timeout watchdog's threads
     # in whatever state they were (a decode in a forked worker hung until its timeout here)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from captioner.training.conversations import mirrored
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +54,6 @@ class VisionPretrainConfig:
     def __post_init__(self):
         if self.pool not in ("mean", "flatten"):
             raise ValueError(f"vision pretraining: pool must be 'mean' or 'flatten', not {self.pool!r}")
-
-
-# NegCLIP-style hard negatives (Yuksekgonul et al. 2023): the caption with its places and motions mirrored, so
-# an image embedding that keeps only colour, shape and size cannot tell its caption from the negative
-_MIRRORS = {"horizontal": {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward",
-                           "leftwards": "rightwards", "rightwards": "leftwards"},
-            "vertical": {"top": "bottom", "bottom": "top", "upper": "lower", "lower": "upper", "up": "down", "down": "up",
-                         "upward": "downward", "downward": "upward", "upwards": "downwards",
-                         "downwards": "upwards", "above": "below", "below": "above"}}
-_PHRASAL_UP = re.compile(r"\b(pops|shows|turns|comes) up\b")
-
-
-def mirrored(text: str, axis: str) -> str:
-    """``text`` with its spatial words swapped along ``axis`` ("horizontal" or "vertical"); "up" of a phrasal
-    verb ("pops up") is kept. A text without such words comes back unchanged."""
-    table = _MIRRORS[axis]
-    keep = {m.start(1) + len(m.group(1)) + 1 for m in _PHRASAL_UP.finditer(text)} if axis == "vertical" else set()
-
-    def swap(m: re.Match) -> str:
-        word = m.group(0)
-        if m.start() in keep or word.lower() not in table:
-            return word
-        out = table[word.lower()]
-        return out.capitalize() if word[0].isupper() else out
-
-    return re.sub(r"[A-Za-z]+", swap, text)
 
 
 def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast", prompts: str | None = None
