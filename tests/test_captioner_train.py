@@ -31,6 +31,7 @@ from captioner.training.conversations import (
     count_items,
     mirrored,
     tokenize,
+    weighted_loss,
 )
 from captioner.training.data import AnnotationDataset, ModeMixSampler
 from captioner.training.train import load_records, train_captioner
@@ -172,6 +173,46 @@ def test_a_mirrored_conversation_is_what_the_annotator_says_of_the_flipped_clip(
     assert [i for b in ModeMixSampler(ds, {"fast": 4.0, "sliding": 1.0}) for i in b if i >= len(ds)] == []
     with pytest.raises(ValueError, match="hflip"):
         ModeMixSampler(ds, {"fast": 1.0}, hflip=1.5)
+
+
+def test_emphasis_weighs_the_matched_answer_words_and_only_them(annotated):
+    """``data.emphasis``: the answer tokens of the matched words carry the weight, the prompt none, the rest 1;
+    the loss is the weighted mean of the per-token losses, and with every weight 1 it is the model's own."""
+    from transformers import AutoModelForImageTextToText
+
+    root, ann = annotated
+    rec = load_records(ann)[0]
+    backend = HFBackend(str(root / "untrained"))
+    tok = backend.processor.tokenizer
+    ccfg = load_captioner_config("mini-fast", [f"backend.path={root / 'untrained'}"])
+    conv = conversation(rec, "fast", 0, PromptSet(ccfg.run.prompts), FrameSource(ccfg))
+    cfg = load_train_config("mini", ["data.emphasis=[left, right, upper, lower, 'up(ward)?', 'down(ward)?']",
+                                     "data.emphasis_weight=4"])
+    ex = tokenize(conv, backend.processor, tok.eos_token_id, prepare_image=backend.prepare_image,
+                  emphasis=cfg.data.emphasis_pattern())
+    plain = tokenize(conv, backend.processor, tok.eos_token_id, prepare_image=backend.prepare_image)
+    assert torch.equal(ex["input_ids"], plain["input_ids"]) and "loss_weights" not in plain
+    w, answer = ex["loss_weights"], ex["labels"] != IGNORE_INDEX
+    assert (w[~answer] == 0).all() and set(w[answer].tolist()) == {1.0, 4.0}
+    heavy = tok.decode(ex["input_ids"][w == 4]).lower()
+    light = tok.decode(ex["input_ids"][answer & (w == 1)]).lower()
+    assert any(x in heavy for x in ("left", "right", "up", "down"))
+    assert not any(x in light for x in ("left", "right", "upper", "lower"))  # every matched word is weighted
+    model = AutoModelForImageTextToText.from_pretrained(root / "untrained")
+    batch = collate([ex, tokenize(conversation(rec, "recaption", 0, PromptSet("compact"), None), backend.processor,
+                                  tok.eos_token_id, emphasis=cfg.data.emphasis_pattern())], tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "loss_weights")}).logits[:, :-1]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["labels"][:, 1:],
+                                               ignore_index=IGNORE_INDEX, reduction="none")
+        wt = batch["loss_weights"][:, 1:]
+        assert torch.isclose(weighted_loss(model, batch), (ce * wt).sum() / wt.sum(), rtol=1e-4)
+        ones = dict(batch, loss_weights=(batch["labels"] != IGNORE_INDEX).float())
+        no_w = {k: v for k, v in batch.items() if k != "loss_weights"}
+        assert torch.isclose(weighted_loss(model, ones), model(**no_w).loss, rtol=1e-4)
+        assert not torch.isclose(weighted_loss(model, batch), model(**no_w).loss, rtol=1e-4)
+    with pytest.raises(ConfigError, match=r"data.emphasis\[1\]"):
+        load_train_config("mini", ["data.emphasis=[left, '(up']"])
 
 
 def test_config_is_strict():

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,16 @@ class DataSettings:
     # share of conversations drawn as their clip's mirror image: key-frames flipped left to right, every caption's
     # left/right words swapped (as MDETR/GLIP augment); only for footage and captions where that holds
     hflip: float = 0.0
+    # answer words that weigh more in the loss: tokens overlapping a match of any of these regular expressions
+    # (case-insensitive) count `emphasis_weight` times, the others once (e.g. the words that name a place)
+    emphasis: list[str] = field(default_factory=list)
+    emphasis_weight: float = 1.0
+
+    def emphasis_pattern(self) -> tuple[re.Pattern, float] | None:
+        """``(pattern, weight)`` for :func:`~captioner.training.conversations.tokenize`, or None (no emphasis)."""
+        if not self.emphasis or self.emphasis_weight == 1.0:
+            return None
+        return re.compile("|".join(f"(?:{p})" for p in self.emphasis), re.IGNORECASE), self.emphasis_weight
 
 
 @dataclass
@@ -129,6 +140,13 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
         raise ConfigError(f"train.max_steps: must be >= 1, got {t.max_steps}")
     if m.lora.r < 0:
         raise ConfigError(f"model.lora.r: must be >= 0 (0 = full fine-tuning), got {m.lora.r}")
+    for i, p in enumerate(dt.emphasis):
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ConfigError(f"data.emphasis[{i}]: {p!r} is not a regular expression ({e})") from None
+    if not dt.emphasis_weight > 0:
+        raise ConfigError(f"data.emphasis_weight: must be > 0, got {dt.emphasis_weight}")
     if dt.val_clips < 0 or dt.cache_clips < 0 or dt.num_workers < 0:
         raise ConfigError("data.val_clips, data.cache_clips, data.num_workers: must be >= 0")
     return cfg

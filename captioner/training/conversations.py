@@ -231,12 +231,14 @@ def answer_eos_id(tokenizer, model_config=None) -> int:
 
 
 def tokenize(conv: Conversation, processor, eos_id: int, max_length: int | None = None,
-             prepare_image=None) -> dict[str, torch.Tensor]:
+             prepare_image=None, emphasis: tuple[re.Pattern, float] | None = None) -> dict[str, torch.Tensor]:
     """``input_ids``, ``attention_mask``, ``labels`` (1-D) and the processor's image tensors (if any).
 
     The prompt is rendered and tokenised exactly as :meth:`HFBackend.encode` does it; the answer's tokens
     and ``eos_id`` follow and carry the loss. ``max_length`` cuts the answer, never the prompt (a prompt
     longer than it is an error: it would teach answers to requests the model cannot see whole).
+    ``emphasis`` (a pattern, a weight): ``loss_weights`` too, the weight on every answer token that overlaps
+    a match of the pattern in the answer, 1 on the others (``data.emphasis``).
     """
     tok = processor.tokenizer
     prompt, add_special = chat_prompt(processor, conv.request)
@@ -244,8 +246,15 @@ def tokenize(conv: Conversation, processor, eos_id: int, max_length: int | None 
     enc = processor(text=[prompt], images=[images] if images else None, add_special_tokens=add_special,
                     truncation=False, return_tensors="pt")  # never cut, whatever the saved tokenizer says
     prompt_ids = enc["input_ids"][0]
-    answer_ids = torch.tensor(tok(conv.answer.strip(), add_special_tokens=False)["input_ids"] + [eos_id],
-                              dtype=prompt_ids.dtype)
+    answer = conv.answer.strip()
+    answer_enc = tok(answer, add_special_tokens=False, return_offsets_mapping=emphasis is not None)
+    answer_ids = torch.tensor(answer_enc["input_ids"] + [eos_id], dtype=prompt_ids.dtype)
+    weights = None
+    if emphasis is not None:
+        pattern, weight = emphasis
+        spans = [m.span() for m in pattern.finditer(answer)]
+        weights = torch.tensor([weight if any(a < e and s < b for s, e in spans) else 1.0
+                                for a, b in answer_enc["offset_mapping"]] + [1.0])
     if max_length is not None:
         room = max_length - len(prompt_ids)
         if room < 2:
@@ -255,6 +264,8 @@ def tokenize(conv: Conversation, processor, eos_id: int, max_length: int | None 
     ids = torch.cat([prompt_ids, answer_ids])
     labels = torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_ids])
     out = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    if weights is not None:
+        out["loss_weights"] = torch.cat([torch.zeros(len(prompt_ids)), weights[:len(answer_ids)]])
     out.update({k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")})
     return out
 
@@ -270,6 +281,8 @@ def collate(examples: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, t
 
     batch = {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0),
              "labels": pad("labels", IGNORE_INDEX)}
+    if "loss_weights" in examples[0]:
+        batch["loss_weights"] = pad("loss_weights", 0)
     extra = {k for e in examples for k in e} - set(batch)
     for k in sorted(extra):
         parts = [e[k] for e in examples if k in e]
@@ -279,6 +292,20 @@ def collate(examples: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, t
                                                  for x in (0, shape[i - 1] - p.shape[i])]) for p in parts]
         batch[k] = torch.cat(parts, dim=0)
     return batch
+
+
+def weighted_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The next-token loss of ``batch``; with ``loss_weights`` (``tokenize(..., emphasis=...)``) the weighted
+    mean over answer tokens (sum of weight x loss over the sum of weights, as ``cross_entropy(weight=...)``)."""
+    if "loss_weights" not in batch:
+        return model(**batch).loss
+    w = batch["loss_weights"][:, 1:]
+    logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "loss_weights")}).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
+                                           reduction="none")
+    w = w * (labels != IGNORE_INDEX)
+    return (ce * w).sum() / w.sum().clamp(min=1e-8)
 
 
 @torch.no_grad()

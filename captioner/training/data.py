@@ -34,8 +34,8 @@ class AnnotationDataset(torch.utils.data.Dataset):
     """Every conversation the records can teach, in the modes with a weight > 0."""
 
     def __init__(self, records: list[dict[str, Any]], modes: tuple[str, ...], prompts, frames: FrameSource,
-                 processor, eos_id: int, max_length: int, prepare_image=None):
-        self.records, self.prompts, self.frames = records, prompts, frames
+                 processor, eos_id: int, max_length: int, prepare_image=None, emphasis=None):
+        self.records, self.prompts, self.frames, self.emphasis = records, prompts, frames, emphasis
         self.processor, self.eos_id, self.max_length, self.prepare_image = processor, eos_id, max_length, prepare_image
         self.items: list[tuple[int, str, int]] = [(ri, m, k) for m in modes for ri, r in enumerate(records)
                                                   for k in range(count_items(r, m))]
@@ -55,7 +55,8 @@ class AnnotationDataset(torch.utils.data.Dataset):
         return conversation(self.records[ri], mode, k, self.prompts, self.frames, mirror=i >= len(self.items))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return tokenize(self.conversation(i), self.processor, self.eos_id, self.max_length, self.prepare_image)
+        return tokenize(self.conversation(i), self.processor, self.eos_id, self.max_length, self.prepare_image,
+                        self.emphasis)
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(m for _, m, _ in self.items))

@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from captioner.training.config import CaptionerTrainConfig
-from captioner.training.conversations import MODES, FrameSource, answer_eos_id, collate
+from captioner.training.conversations import MODES, FrameSource, answer_eos_id, collate, weighted_loss
 from captioner.training.data import AnnotationDataset, ModeMixSampler, mode_weights, split_validation
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
 
     weights = mode_weights(d.modes)
     ds = AnnotationDataset(train_recs, tuple(m for m in MODES if weights[m] > 0), prompts, frames, processor,
-                           eos_id, d.max_length, prepare_image)
+                           eos_id, d.max_length, prepare_image, d.emphasis_pattern())
     sampler = ModeMixSampler(ds, weights, batch_size=t.batch_size, seed=t.seed, hflip=d.hflip)
     pad_id = processor.tokenizer.pad_token_id
     # workers are spawned, not forked: a forked worker inherits the decoder's and the timeout watchdog's threads
@@ -240,7 +240,7 @@ def train_captioner(cfg: CaptionerTrainConfig, resume: bool = True, progress: bo
         batches.set_epoch(epoch)  # the draw of this epoch (accelerate passes it on to the sampler)
         for batch in batches:
             with acc.accumulate(model):
-                loss = model(**batch).loss
+                loss = weighted_loss(model, batch)
                 acc.backward(loss)
                 if acc.sync_gradients and t.max_grad_norm > 0:
                     acc.clip_grad_norm_(params, t.max_grad_norm)
