@@ -213,6 +213,8 @@ def test_emphasis_weighs_the_matched_answer_words_and_only_them(annotated):
         assert not torch.isclose(weighted_loss(model, batch), model(**no_w).loss, rtol=1e-4)
     with pytest.raises(ConfigError, match=r"data.emphasis\[1\]"):
         load_train_config("mini", ["data.emphasis=[left, '(up']"])
+    with pytest.raises(ConfigError, match=r"data.emphasis\[0\]"):  # compiles alone, not joined with the others
+        load_train_config("mini", ["data.emphasis=['(?i)left', right]"])
 
 
 def test_config_is_strict():

@@ -142,9 +142,10 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
         raise ConfigError(f"model.lora.r: must be >= 0 (0 = full fine-tuning), got {m.lora.r}")
     for i, p in enumerate(dt.emphasis):
         try:
-            re.compile(p)
+            re.compile(f"(?:{p})", re.IGNORECASE)  # as emphasis_pattern() joins it (a global flag inside fails)
         except re.error as e:
-            raise ConfigError(f"data.emphasis[{i}]: {p!r} is not a regular expression ({e})") from None
+            raise ConfigError(f"data.emphasis[{i}]: {p!r} is not a regular expression that can be joined with "
+                              f"others ({e}; matching ignores case already, no (?i) needed)") from None
     if not dt.emphasis_weight > 0:
         raise ConfigError(f"data.emphasis_weight: must be > 0, got {dt.emphasis_weight}")
     if dt.val_clips < 0 or dt.cache_clips < 0 or dt.num_workers < 0:
