@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: env test demo experiment captioner recaption lint gpu-smoke report-screenshot clean
+.PHONY: env test demo experiment captioner recaption synthworld-vae lint gpu-smoke report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ recaption: env
 		--seconds 4 --train-manifest runs/demo/data/manifest.jsonl
 	$(BIN)/t2v compare --models runs/demo/t2v/pipeline --names demo --prompts runs/recaption/prompts-short.jsonl \
 		--recaption runs/captioner/train/model --out runs/recaption
+
+# the packaged VAE of the tiny preset (vae.path: synthworld-48px), remade: `t2v train-vae` (1000 steps of 32 whole
+# 48 px frames) on the demo's 1000 clips -> t2v/assets/vae-synthworld-48px (1 MB; its measurements in train_vae.json)
+synthworld-vae: env
+	$(BIN)/t2v synth --out runs/synthworld-vae/data --num-clips 1000 --size 48 --fps 8 --seconds 4 \
+		--max-objects 1 --max-events 1 --moving-start --no-sheet
+	$(BIN)/t2v train-vae --manifest runs/synthworld-vae/data/manifest.jsonl --out t2v/assets/vae-synthworld-48px --size 48
 
 lint: env
 	$(BIN)/ruff check --no-cache .

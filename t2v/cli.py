@@ -186,7 +186,9 @@ def _end_to_end_args(s: argparse.ArgumentParser, out: str, num_prompts: int) -> 
     s.add_argument("--config", default="tiny", help="a config file or a preset name (tiny, dit-b-256, …)")
     s.add_argument("--num-clips", type=int, default=1000, help="synthworld clips to train on")
     s.add_argument("--num-prompts", type=int, default=num_prompts, help="held-out dense prompts the report scores")
-    s.add_argument("--vae-steps", type=int, default=1000)
+    s.add_argument("--vae-steps", type=int, default=0,
+                   help="train the run's VAE for this many steps on its clips (0: the config's vae.path; the tiny "
+                        "preset's is the packaged synthworld-48px, trained so for 1000 steps)")
     s.add_argument("--vae-crop", type=int, default=0,
                    help="train the VAE on random windows of this size (0: whole frames; docs/does-it-learn.md: "
                         "32 px windows cost half the time and lost colour and position)")

@@ -47,7 +47,7 @@ class DataConfig:
 @dataclass
 class VAEConfig:
     kind: str = "kl"  # kl (AutoencoderKL per frame) | wan (AutoencoderKLWan, 3D)
-    path: str | None = None  # a diffusers folder; None builds an untrained tiny VAE (tests only)
+    path: str | None = None  # a diffusers folder or a packaged VAE's name (synthworld-48px); None: untrained (tests)
     latent_channels: int = 4  # used when building (t2v train-vae)
     block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     scaling_factor: float | None = None  # None: the VAE's own config value
@@ -111,7 +111,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     warmup_steps: int = 50
-    schedule: str = "constant"  # constant | cosine (after warm-up)
+    schedule: str = "constant"  # constant | cosine (after warm-up) | wsd (constant, then decay_steps down to 0)
+    decay_steps: int = 0  # wsd: the last this many steps decay (cosine) to 0
     max_grad_norm: float = 1.0
 
 
@@ -195,7 +196,11 @@ def validate(cfg: RunConfig) -> None:
     choice("model.attention", cfg.model.attention, ("sdpa", "xformers"))
     choice("vae.kind", cfg.vae.kind, ("kl", "wan"))
     choice("text.encoder_class", cfg.text.encoder_class, ("auto", "t5"))
-    choice("optim.schedule", cfg.optim.schedule, ("constant", "cosine"))
+    choice("optim.schedule", cfg.optim.schedule, ("constant", "cosine", "wsd"))
+    if cfg.optim.schedule == "wsd" and not 0 < cfg.optim.decay_steps <= cfg.train.max_steps - cfg.optim.warmup_steps:
+        raise ConfigError(f"optim.decay_steps: schedule wsd needs 0 < decay_steps <= train.max_steps - "
+                          f"optim.warmup_steps ({cfg.train.max_steps - cfg.optim.warmup_steps}), got "
+                          f"{cfg.optim.decay_steps}")
     choice("train.mixed_precision", cfg.train.mixed_precision, ("auto", "no", "bf16", "fp16"))
     choice("train.parallel", cfg.train.parallel, ("ddp", "fsdp"))
     choice("train.report_to", cfg.train.report_to, ("tensorboard", "wandb", "none"))

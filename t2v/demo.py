@@ -1,6 +1,6 @@
 """``t2v demo``: the whole loop offline on CPU, resumable step by step.
 
-    synthworld clips + oracle captions → tiny VAE → latent/text cache → train (t2v/presets/tiny.yaml)
+    synthworld clips + oracle captions → latent/text cache (the packaged tiny VAE) → train (t2v/presets/tiny.yaml)
     → videos from long dense prompts → prompt following on held-out scenes (``report/report.html``,
     the same report as ``t2v compare``) → summary.md
 
@@ -28,8 +28,10 @@ REFERENCE_SECONDS = {"synth": 50, "vae": 314, "cache": 38, "generate": 4, "eval"
 
 
 def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_clips: int = 1000,
-             eval_scenes: int = 50, vae_steps: int = 1000, vae_crop: int = 0, overrides: list[str] | None = None,
+             eval_scenes: int = 50, vae_steps: int = 0, vae_crop: int = 0, overrides: list[str] | None = None,
              world: World = DEMO_WORLD) -> Path:
+    """The demo in ``out``. ``vae_steps`` > 0 trains its VAE on the clips (``out/vae``) instead of using the
+    config's ``vae.path`` (the tiny preset's is the packaged one, trained so for 1000 steps)."""
     from synthworld.dataset import caption_for, heldout_specs, write_synth_dataset
     from t2v.compare.run import compare_models, report_table, write_heldout_prompts
     from t2v.config import load_config
@@ -37,12 +39,13 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     from t2v.generate import generate
     from t2v.models.build import build_text_encoder, build_vae
     from t2v.train import latest_checkpoint, train
-    from t2v.vae_train import train_vae
+    from t2v.vae_train import run_vae
 
     out = Path(out)
     times: dict[str, float] = {}
     t0 = time.time()
-    cfg = load_config(config, [f"data.manifest={out / 'data' / 'manifest.jsonl'}", f"vae.path={out / 'vae'}",
+    own_vae = [f"vae.path={out / 'vae'}"] if vae_steps > 0 else []
+    cfg = load_config(config, [f"data.manifest={out / 'data' / 'manifest.jsonl'}", *own_vae,
                                f"train.output_dir={out / 't2v'}", *(overrides or [])])
 
     step_s = probe_step_seconds(cfg)
@@ -57,14 +60,9 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     write_synth_dataset(out / "data", num_clips, seed=0, size=cfg.data.size, fps=8.0,
                         seconds=cfg.data.num_frames / cfg.data.fps, world=world, workers=0)
     stamp("synth", s)
-    # 2. VAE
+    # 2. VAE: the config's (packaged) one, or one trained here with --vae-steps
     s = time.time()
-    vae_info = out / "vae" / "train_vae.json"
-    if not vae_info.is_file():
-        res = train_vae(cfg.data.manifest, out / "vae", size=cfg.data.size, steps=vae_steps,
-                        latent_channels=cfg.vae.latent_channels,
-                        block_out_channels=tuple(cfg.vae.block_out_channels), crop=vae_crop)
-        vae_info.write_text(json.dumps(res, indent=1))
+    vae_res = run_vae(cfg, cfg.data.manifest, vae_steps, vae_crop)
     stamp("vae", s)
     # 3. cache
     s = time.time()
@@ -96,7 +94,6 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     summary = out / "summary.md"
     train_sum = json.loads((out / "t2v" / "train_summary.json").read_text()) \
         if (out / "t2v" / "train_summary.json").is_file() else {}
-    vae_res = json.loads(vae_info.read_text())
     steps = train_sum.get("steps", cfg.train.max_steps)
     notes = []
     if train_sum.get("curriculum_complete") is False:  # train.max_steps shorter than the curriculum
@@ -111,7 +108,8 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     lines = [
         "# dense-t2v demo", "",
         f"- data: {num_clips} synthworld clips ({world}), dense oracle captions: `{cfg.data.manifest}`",
-        f"- VAE: `{out / 'vae'}` (reconstruction PSNR {vae_res['psnr']:.1f} dB)",
+        f"- VAE: `{cfg.vae.path}` (reconstruction PSNR {vae_res.get('psnr', float('nan')):.1f} dB"
+        f"{', trained here' if vae_steps > 0 else ''})",
         f"- model: `{pipeline}` ({train_sum.get('steps', '?')} of {cfg.train.max_steps} steps in "
         f"{train_sum.get('minutes', float('nan')):.1f} min, final loss {train_sum.get('final_loss', float('nan')):.4f})",
         f"- videos from long dense prompts: `{out / 'videos'}` (every frame of each: `{sheet}`)", "",
@@ -170,7 +168,8 @@ def expected_minutes(num_clips: int, vae_steps: int, eval_scenes: int, train_ste
 def plan(num_clips: int, vae_steps: int, eval_scenes: int, train_steps: int, step_s: float) -> str:
     """What the demo will do and how long it should take here (each stage's progress bar then shows its ETA)."""
     minutes = expected_minutes(num_clips, vae_steps, eval_scenes, train_steps, step_s)
-    return (f"{num_clips} clips → VAE ({vae_steps} steps) → cache → training ({train_steps} steps) → 4 videos → "
+    vae = f"VAE trained here ({vae_steps} steps)" if vae_steps > 0 else "the packaged VAE"
+    return (f"{num_clips} clips → {vae} → cache → training ({train_steps} steps) → 4 videos → "
             f"report on {eval_scenes} held-out scenes; expected about {minutes:.0f} min here (a probe training "
             f"step takes {step_s:.2f} s now, {REFERENCE_STEP_S} s on the reference machine). Another job on the "
             "same cores can slow it several times over.")

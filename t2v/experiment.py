@@ -27,7 +27,7 @@ ORACLE_CONFIG = "oracle"  # the captioner preset shipped as package data
 
 
 def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "tiny",
-                   num_clips: int = 1000, minutes: float = 15.0, num_prompts: int = 100, vae_steps: int = 1000,
+                   num_clips: int = 1000, minutes: float = 15.0, num_prompts: int = 100, vae_steps: int = 0,
                    vae_crop: int = 0,
                    overrides: list[str] | None = None, world: World = DEMO_WORLD,
                    captioner: str | Path | None = None) -> Path:
@@ -39,7 +39,7 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     from t2v.data.cache import build_cache
     from t2v.models.build import build_text_encoder, build_vae
     from t2v.train import latest_checkpoint, train
-    from t2v.vae_train import train_vae
+    from t2v.vae_train import run_vae
 
     out = Path(out)
     times: dict[str, float] = {}
@@ -50,8 +50,9 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
 
     def cfg_for(field: str):
         manifest, caption_field = (learned, "dense") if field == "learned" else (captions, field)
-        return load_config(config, [f"data.manifest={manifest}", f"data.caption_field={caption_field}",
-                                    f"vae.path={out / 'vae'}", f"train.output_dir={out / field}",
+        own_vae = [f"vae.path={out / 'vae'}"] if vae_steps > 0 else []  # else the config's (packaged) VAE
+        return load_config(config, [f"data.manifest={manifest}", f"data.caption_field={caption_field}", *own_vae,
+                                    f"train.output_dir={out / field}",
                                     # equal time, not equal steps: the preset's step count is lifted
                                     f"train.max_minutes={minutes}", f"train.max_steps={10**6}", *(overrides or [])])
 
@@ -77,14 +78,9 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
                         "in %s)", lcap.error, learned)
         arms.append("learned")
     stamp("data+captions", s)
-    # 2. one VAE for both models
+    # 2. one VAE for every model: the config's, or one trained here with --vae-steps
     s = time.time()
-    vae_info = out / "vae" / "train_vae.json"
-    if not vae_info.is_file():
-        res = train_vae(synth.manifest, out / "vae", size=base.data.size, steps=vae_steps,
-                        latent_channels=base.vae.latent_channels,
-                        block_out_channels=tuple(base.vae.block_out_channels), crop=vae_crop)
-        vae_info.write_text(json.dumps(res, indent=1))
+    run_vae(base, synth.manifest, vae_steps, vae_crop)
     stamp("vae", s)
     # 3. two trainings, identical but for the caption field
     pipelines = {}

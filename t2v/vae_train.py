@@ -2,11 +2,13 @@
 
 The offline default VAE: a per-frame autoencoder with a 4× spatial reduction trained for a few
 minutes on synthworld frames (reconstruction L1 + MSE, a tiny KL term), saved as a diffusers folder
-with ``scaling_factor = 1 / std(latents)`` as Stable Diffusion's VAE does.
+with ``scaling_factor = 1 / std(latents)`` as Stable Diffusion's VAE does, and its measurements in
+``train_vae.json`` beside the weights. The tiny preset's VAE (``vae.path: synthworld-48px``) was made so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -102,7 +104,30 @@ def train_vae(manifest: str | Path, out: str | Path, size: int = 64, steps: int 
     vae.save_pretrained(str(out))
     log.info("VAE: PSNR %.1f dB on %d frames, detector agreement %.2f, scaling_factor %.3f -> %s", psnr, len(x),
              agreement, scale, out)
-    return {"psnr": float(psnr), "scaling_factor": scale, "frames": len(data), "detector_agreement": agreement}
+    res = {"psnr": float(psnr), "scaling_factor": scale, "frames": len(data), "detector_agreement": agreement,
+           "steps": steps, "batch_size": batch_size, "crop": crop, "seed": seed}
+    (Path(out) / INFO_FILE).write_text(json.dumps(res, indent=1))
+    return res
+
+
+INFO_FILE = "train_vae.json"
+
+
+def run_vae(cfg, manifest: str | Path, steps: int, crop: int = 0) -> dict:
+    """The VAE stage of ``t2v demo`` / ``t2v experiment``: with ``steps`` > 0, train one for that many steps on
+    ``manifest``'s frames into ``cfg.vae.path`` (unless it is there already: a rerun resumes after it); with 0, the
+    VAE at ``cfg.vae.path`` as it is (the tiny preset's: the packaged synthworld VAE). Returns its
+    ``train_vae.json`` record ({} for a VAE made elsewhere)."""
+    from t2v.models.vae import resolve_vae_path
+
+    if not cfg.vae.path:
+        raise ValueError("vae.path is not set: name a VAE folder (or synthworld-48px), or pass --vae-steps N to "
+                         "train one on the run's clips")
+    folder = Path(resolve_vae_path(cfg.vae.path))
+    if steps > 0 and not (folder / INFO_FILE).is_file():
+        train_vae(manifest, folder, size=cfg.data.size, steps=steps, latent_channels=cfg.vae.latent_channels,
+                  block_out_channels=tuple(cfg.vae.block_out_channels), crop=crop)
+    return json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}
 
 
 @torch.no_grad()

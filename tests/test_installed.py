@@ -58,9 +58,10 @@ def test_installed_clis_find_their_presets_and_prompts(installed, tmp_path):
         "--config", "oracle", "--quiet"], tmp_path)
     recs = [json.loads(line) for line in (tmp_path / "cap.jsonl").read_text().splitlines()]
     assert len(recs) == 2 and all(r["status"] == "ok" and r["captions"]["dense"] for r in recs)
-    # the demo at toy scale, with its default preset
-    sh([str(bin_ / "t2v"), "demo", "--out", "demo", "--num-clips", "6", "--num-prompts", "2", "--vae-steps", "3",
+    # the demo at toy scale, with its default preset and the VAE packaged with it
+    sh([str(bin_ / "t2v"), "demo", "--out", "demo", "--num-clips", "6", "--num-prompts", "2",
         "train.max_steps=2", "train.batch_size=2", "data.size=32", "data.num_frames=4", "model.num_layers=1",
         "train.checkpoint_every=100"], tmp_path)
-    assert (tmp_path / "demo" / "summary.md").is_file() and (tmp_path / "demo" / "report" / "report.html").is_file()
+    assert (tmp_path / "demo" / "report" / "report.html").is_file() and not (tmp_path / "demo" / "vae").exists()
+    assert "- VAE: `synthworld-48px` (reconstruction PSNR 3" in (tmp_path / "demo" / "summary.md").read_text()
 

@@ -306,7 +306,8 @@ def test_demo_runs_end_to_end_at_toy_scale_and_ends_with_its_report(tmp_path):
              "model.num_layers=1", "train.checkpoint_every=100"])
     summary = (out / "summary.md").read_text()
     assert "report.html" in summary and "| object colour |" in summary and "ceiling" in summary
-    assert "(2 of 2 steps in" in summary
+    assert "(2 of 2 steps in" in summary and "trained here)" in summary  # --vae-steps: its own VAE, not the preset's
+    assert json.loads((out / "vae" / "train_vae.json").read_text())["steps"] == 3
     assert "training ended at step 2, inside the 900-step noise-level curriculum" in summary  # the preset's 500 + 400
     rep = json.loads((out / "report" / "report.json").read_text())
     assert [m["name"] for m in rep["models"]] == ["demo"] and rep["metrics"]["demo"]["colour"]["n"] == 2

@@ -126,10 +126,10 @@ def test_checkpoint_lookup_and_pruning(tmp_path):
         load_checkpoint(run, "latest")
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "wsd"])
 def test_lr_schedule_counts_process_steps(schedule):
     model = nn.Linear(2, 2)
-    cfg = OptimConfig(lr=0.1, warmup_steps=2, schedule=schedule)
+    cfg = OptimConfig(lr=0.1, warmup_steps=2, schedule=schedule, decay_steps=4)
     opt = build_optimizer(cfg, model)
     sched = build_scheduler(cfg, TrainConfig(max_steps=10), opt, num_processes=2)
     lrs = []
@@ -139,3 +139,5 @@ def test_lr_schedule_counts_process_steps(schedule):
         lrs.append(sched.get_last_lr()[0])
     assert lrs[3] == pytest.approx(0.1)  # warm-up over 2 optimiser steps = 4 scheduler steps
     assert lrs[-1] == (pytest.approx(0.1) if schedule == "constant" else pytest.approx(0.0, abs=1e-9))
+    if schedule == "wsd":  # constant through optimiser step 6, then the last 4 steps (8 scheduler steps) decay
+        assert lrs[11] == pytest.approx(0.1) and 0.0 < lrs[15] < 0.1 and lrs[12] > lrs[15] > lrs[18]

@@ -1,5 +1,9 @@
 """Frozen video VAE: diffusers ``AutoencoderKL`` applied per frame, or the 3D ``AutoencoderKLWan``.
 
+``vae.path`` is a diffusers folder or the name of a VAE shipped inside this package (:data:`PACKAGED_VAES`):
+``synthworld-48px`` is the tiny preset's, trained by ``t2v train-vae`` on the demo's clips — the offline stand-in
+for the pretrained VAE (Wan's, SD's) a real run loads, so the demo spends its minutes on the DiT.
+
 Latents are normalised the way their pipelines do it, from the VAE's own config:
 ``AutoencoderKL``: ``(z − shift_factor) · scaling_factor``; ``AutoencoderKLWan``: per-channel
 ``(z − latents_mean) / latents_std``. Videos are ``(B, 3, F, H, W)`` in [−1, 1].
@@ -7,10 +11,20 @@ Latents are normalised the way their pipelines do it, from the VAE's own config:
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import torch
 from torch import nn
+
+# name → folder under t2v/assets/ (package data); regenerate with `make synthworld-vae`
+PACKAGED_VAES = {"synthworld-48px": "vae-synthworld-48px"}
+
+
+def resolve_vae_path(path: str | Path) -> str:
+    """``vae.path`` → a folder: a packaged VAE's by name (``synthworld-48px``), else the path as given."""
+    name = str(path)
+    return str(files("t2v") / "assets" / PACKAGED_VAES[name]) if name in PACKAGED_VAES else name
 
 
 def build_tiny_kl(latent_channels: int = 4, block_out_channels: list[int] | tuple[int, ...] = (32, 64, 64),
@@ -53,8 +67,10 @@ class VideoVAE(nn.Module):
 
         from diffusers import AutoencoderKL, AutoencoderKLWan
 
+        path = resolve_vae_path(path)
         if not (Path(path) / "config.json").is_file():
-            raise FileNotFoundError(f"VAE folder {path!r} has no config.json (vae.path; make one with `t2v train-vae`)")
+            raise FileNotFoundError(f"VAE folder {path!r} has no config.json (vae.path: a diffusers folder or one of "
+                                    f"{', '.join(PACKAGED_VAES)}; make one with `t2v train-vae`)")
         name = json.loads((Path(path) / "config.json").read_text()).get("_class_name", "AutoencoderKL")
         vae_cls = AutoencoderKLWan if name == "AutoencoderKLWan" else AutoencoderKL
         return cls(vae_cls.from_pretrained(path, torch_dtype=dtype), scaling_factor)

@@ -129,7 +129,9 @@ def _vae_shape(cfg) -> _VAEShape:
     import json
     from pathlib import Path
 
-    path = Path(cfg.vae.path) / "config.json" if cfg.vae.path else None
+    from t2v.models.vae import resolve_vae_path
+
+    path = Path(resolve_vae_path(cfg.vae.path)) / "config.json" if cfg.vae.path else None
     c = json.loads(path.read_text()) if path is not None and path.is_file() else {}
     if cfg.vae.kind == "wan":  # Wan2.1's VAE: 16 channels, 8x space, 4x time, 127M parameters
         return _VAEShape(int(c.get("z_dim", 16)), 2 ** len(c.get("temperal_downsample", [1, 1, 1])), 4, 127_000_000)

@@ -21,10 +21,18 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.AdamW:
 
 
 def build_scheduler(cfg: OptimConfig, train: TrainConfig, opt: torch.optim.Optimizer, num_processes: int):
-    """Linear warm-up, then constant or cosine. accelerate steps a prepared scheduler once per process
-    for every optimiser step, so warm-up and length are counted in process-steps."""
+    """Linear warm-up, then constant, cosine, or warm-up–stable–decay (``wsd``: constant until the last
+    ``decay_steps``, which fall to 0 along a cosine; transformers' ``get_wsd_schedule``). accelerate steps a
+    prepared scheduler once per process for every optimiser step, so warm-up and length are counted in
+    process-steps."""
     from diffusers.optimization import get_scheduler
 
+    if cfg.schedule == "wsd":
+        from transformers.optimization import get_wsd_schedule
+
+        return get_wsd_schedule(opt, num_warmup_steps=cfg.warmup_steps * num_processes,
+                                num_decay_steps=cfg.decay_steps * num_processes,
+                                num_training_steps=train.max_steps * num_processes)
     return get_scheduler("constant_with_warmup" if cfg.schedule == "constant" else "cosine", opt,
                          num_warmup_steps=cfg.warmup_steps * num_processes,
                          num_training_steps=train.max_steps * num_processes)
