@@ -10,7 +10,7 @@
     t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
     t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --recaption CAPTIONER --device D ...]
     t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100 --captioner DIR]   (`make experiment`)
-    t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 50]   (`make demo`)
+    t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 100]   (`make demo`)
 
 --config takes a YAML file or a preset name (tiny, dit-b-256, wan-1.3b-finetune; captioner: oracle, …).
 generate and compare sample with the model's saved sample.* settings unless --steps/--guidance say otherwise.
@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_experiment)
 
     s = sub.add_parser("demo", help="the whole loop offline on CPU: data → VAE → cache → train → generate → report")
-    _end_to_end_args(s, "runs/demo", num_prompts=50)
+    _end_to_end_args(s, "runs/demo", num_prompts=100)
     s.set_defaults(func=_demo)
     return p
 

@@ -19,16 +19,16 @@ from synthworld.dataset import DEMO_WORLD, World
 
 log = logging.getLogger(__name__)
 
-# Stage times (s) of a clean-clone `make demo` at its defaults (1000 clips, 1000 VAE steps, 50 report prompts)
-# on the machine the README's figures come from, and its probe step (:func:`probe_step_seconds`). The
-# up-front estimate scales them by the counts asked for and by the probe timed here and now; training is
-# estimated from the probe directly (steps × s/step).
-REFERENCE_STEP_S = 0.56
-REFERENCE_SECONDS = {"synth": 50, "vae": 314, "cache": 38, "generate": 4, "eval": 32}
+# Stage times (s) of `make demo` at 1000 clips, 1000 VAE steps (``--vae-steps``) and 50 report prompts on the
+# machine the README's figures come from (2026-12-07), and its probe step (:func:`probe_step_seconds`). The up-front
+# estimate scales them by the counts asked for and by the probe timed here and now; training is estimated from the
+# probe directly (steps × s/step).
+REFERENCE_STEP_S = 0.41
+REFERENCE_SECONDS = {"synth": 23, "vae": 194, "cache": 35, "generate": 2, "eval": 22}
 
 
 def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_clips: int = 1000,
-             eval_scenes: int = 50, vae_steps: int = 0, vae_crop: int = 0, overrides: list[str] | None = None,
+             eval_scenes: int = 100, vae_steps: int = 0, vae_crop: int = 0, overrides: list[str] | None = None,
              world: World = DEMO_WORLD) -> Path:
     """The demo in ``out``. ``vae_steps`` > 0 trains its VAE on the clips (``out/vae``) instead of using the
     config's ``vae.path`` (the tiny preset's is the packaged one, trained so for 1000 steps)."""

@@ -53,8 +53,10 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
         own_vae = [f"vae.path={out / 'vae'}"] if vae_steps > 0 else []  # else the config's (packaged) VAE
         return load_config(config, [f"data.manifest={manifest}", f"data.caption_field={caption_field}", *own_vae,
                                     f"train.output_dir={out / field}",
-                                    # equal time, not equal steps: the preset's step count is lifted
-                                    f"train.max_minutes={minutes}", f"train.max_steps={10**6}", *(overrides or [])])
+                                    # equal time, not equal steps: the preset's step count is lifted, and with it
+                                    # the LR decay of its last steps (a time budget has no known last steps)
+                                    f"train.max_minutes={minutes}", f"train.max_steps={10**6}",
+                                    "optim.schedule=constant", *(overrides or [])])
 
     def stamp(name: str, since: float) -> None:
         times[name] = round(time.time() - since, 1)

@@ -45,7 +45,7 @@ def test_config_loads_and_overrides(tmp_path):
         ("model.patch_size=[1, 2]", "model.patch_size: expected [t, h, w]"),
         ("model.backbone=unet", "model.backbone: 'unet' is not one of"),
         ("objective.caption_dropout=1.5", "objective.caption_dropout: must be in [0, 1)"),
-        ("optim.schedule=wsd", "optim.decay_steps: schedule wsd needs 0 < decay_steps <= train.max_steps"),
+        ("optim.decay_steps=0", "optim.decay_steps: schedule wsd needs decay_steps >= 1, got 0"),
         ("train.max_steps", "expected key=value"),
     ],
 )

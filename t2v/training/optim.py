@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from t2v.config import OptimConfig, TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -29,6 +33,10 @@ def build_scheduler(cfg: OptimConfig, train: TrainConfig, opt: torch.optim.Optim
 
     if cfg.schedule == "wsd":
         from transformers.optimization import get_wsd_schedule
+
+        if cfg.warmup_steps + cfg.decay_steps > train.max_steps:
+            log.warning("optim: warm-up (%d) + decay (%d steps) is longer than train.max_steps (%d): the learning "
+                        "rate never holds its peak", cfg.warmup_steps, cfg.decay_steps, train.max_steps)
 
         return get_wsd_schedule(opt, num_warmup_steps=cfg.warmup_steps * num_processes,
                                 num_decay_steps=cfg.decay_steps * num_processes,
