@@ -7,6 +7,11 @@
 2. Sampling: ``TextToVideoPipeline`` (``output_type="latent"``) against a hand-written Euler loop over the same
    text encoder, transformer and scheduler. Goal: ratio ≤ 1.05.
 
+3. Efficiency: one training step of the tiny preset's own model (``t2v.demo.probe_step``: text adapter, positions,
+   batch 16, a 96-token caption) — its FLOPs counted by torch's ``FlopCounterMode`` (forward + backward), its
+   achieved FLOP/s next to a 2048² fp32 matmul's measured in the same run (goal ≥ 0.30 of that peak), and the
+   same step under CPU bf16 autocast next to a bf16 matmul (AMX, where the CPU has it, runs those ~10× fp32).
+
 Timed alternately (ABAB…) so that a slow spell of the machine hits both; the ratio is of medians.
 
     python bench/train_step.py --out runs/bench/train_step.json [--rounds 7 --steps 5]
@@ -145,6 +150,42 @@ def sampling(steps: int, size: int, frames: int):
     return with_pipeline, by_hand
 
 
+def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """FLOP/s of an n × n matmul in ``dtype`` here and now (median of ``reps`` after a warm-up): the peak a
+    training step is held against."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times)
+
+
+def efficiency(batch: int, rounds: int, steps: int) -> dict:
+    """The tiny preset's training step in FLOP/s, fp32 and under bf16 autocast, each next to its matmul peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from t2v.config import load_config
+    from t2v.demo import probe_step
+
+    cfg = load_config("tiny", [f"train.batch_size={batch}"])
+    torch.manual_seed(0)
+    fp32, bf16 = probe_step(cfg), probe_step(cfg, bf16=True)
+    with FlopCounterMode(display=False) as counter:
+        fp32()
+    flops = counter.get_total_flops()
+    times = alternate(fp32, bf16, rounds, steps)
+    peak32, peak16 = matmul_flops(torch.float32), matmul_flops(torch.bfloat16)
+    return {"step_gflop": flops / 1e9, "fp32_step_s": times["ours_s"], "bf16_step_s": times["bare_s"],
+            "fp32_gflops": flops / times["ours_s"] / 1e9, "bf16_gflops": flops / times["bare_s"] / 1e9,
+            "fp32_matmul_peak_gflops": peak32 / 1e9, "bf16_matmul_peak_gflops": peak16 / 1e9,
+            "fp32_of_peak": flops / times["ours_s"] / peak32, "bf16_of_peak": flops / times["bare_s"] / peak16,
+            "bf16_step_vs_fp32": times["bare_s"] / times["ours_s"], "goal_fp32_of_peak": 0.30,
+            "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/bench/train_step.json"))
@@ -159,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg, ours, bare, x0, text = build(a.batch, a.frames, a.size, text_len=48)
     train = alternate(trainer_step(cfg, ours, x0, text), bare_step(cfg, bare, x0, text), a.rounds, a.steps)
     sample = alternate(*sampling(a.sample_steps, a.size, a.frames), a.rounds, max(1, a.steps // 2))
+    eff = efficiency(a.batch, a.rounds, a.steps)
     result = {
         "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
         "train_step": {**train, "goal": 1.10, "batch": a.batch, "latent": [4, a.frames, a.size, a.size]},
         "sampling": {**sample, "goal": 1.05, "denoising_steps": a.sample_steps},
+        "efficiency": {**eff, "batch": a.batch},
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
@@ -170,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
           f"= {train['ratio']:.3f} (goal <= 1.10)")
     print(f"sampling:      pipeline {sample['ours_s']:.3f} s vs hand-written loop {sample['bare_s']:.3f} s "
           f"= {sample['ratio']:.3f} (goal <= 1.05)")
+    print(f"tiny preset:   {eff['step_gflop']:.1f} GFLOP a step; fp32 {eff['fp32_step_s']:.3f} s = "
+          f"{eff['fp32_gflops']:.1f} GFLOP/s, {eff['fp32_of_peak']:.2f} of a {eff['fp32_matmul_peak_gflops']:.0f} "
+          f"GFLOP/s fp32 matmul (goal >= 0.30); bf16 autocast {eff['bf16_step_s']:.3f} s "
+          f"({eff['bf16_step_vs_fp32']:.2f}x fp32's time), {eff['bf16_of_peak']:.2f} of a "
+          f"{eff['bf16_matmul_peak_gflops']:.0f} GFLOP/s bf16 matmul (AMX: {eff['amx']})")
     print(f"wrote {a.out}")
     return 0
 

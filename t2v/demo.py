@@ -127,9 +127,10 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     return summary
 
 
-def probe_step_seconds(cfg, steps: int = 3) -> float:
-    """Seconds per training step of the run's own model on random latents (a warm-up step, then the mean of
-    ``steps``): the machine's speed for this work, right now, in a few seconds."""
+def probe_step(cfg, bf16: bool = False):
+    """One training step of the run's own model (text adapter and all) on random latents and a 96-token caption,
+    as a closure — what :func:`probe_step_seconds` times and ``bench/train_step.py`` counts. ``bf16``: under CPU
+    bf16 autocast. It draws from the global RNG; callers that must not move it fork it."""
     import dataclasses
 
     import torch
@@ -138,20 +139,34 @@ def probe_step_seconds(cfg, steps: int = 3) -> float:
     from t2v.objective import flow_matching_loss
 
     probe = dataclasses.replace(cfg, vae=dataclasses.replace(cfg.vae, path=None))  # same shapes, no trained VAE needed
+    vae, text_dim = build_vae(probe), build_text_encoder(probe).dim
+    model = build_transformer(probe, vae, text_dim)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    b, f = cfg.train.batch_size, vae.latent_frames(cfg.data.num_frames)
+    hw = cfg.data.size // vae.spatial_factor
+    x0 = torch.randn(b, model.in_channels, f, hw, hw)  # (B, C, F, h, w)
+    text, mask = torch.randn(b, 96, text_dim), torch.ones(b, 96, dtype=torch.bool)  # (B, L, D): a long caption
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = flow_matching_loss(model, x0, text, mask, cfg.objective)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def probe_step_seconds(cfg, steps: int = 3) -> float:
+    """Seconds per training step of the run's own model on random latents (a warm-up step, then the mean of
+    ``steps``): the machine's speed for this work, right now, in a few seconds."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
-        vae, text_dim = build_vae(probe), build_text_encoder(probe).dim
-        model = build_transformer(probe, vae, text_dim)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        b, f = cfg.train.batch_size, vae.latent_frames(cfg.data.num_frames)
-        hw = cfg.data.size // vae.spatial_factor
-        x0 = torch.randn(b, model.in_channels, f, hw, hw)  # (B, C, F, h, w)
-        text, mask = torch.randn(b, 96, text_dim), torch.ones(b, 96, dtype=torch.bool)  # (B, L, D): a long caption
+        step = probe_step(cfg)
         times = []
         for _ in range(steps + 1):
             t0 = time.perf_counter()
-            flow_matching_loss(model, x0, text, mask, cfg.objective).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            step()
             times.append(time.perf_counter() - t0)
     return sum(times[1:]) / steps
 

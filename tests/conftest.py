@@ -51,6 +51,8 @@ def tiny_overrides(manifest: Path, out: Path, **extra) -> list[str]:
         "train.output_dir": str(out / "run"), "train.batch_size": 2, "train.max_steps": 4,
         "train.log_every": 1, "train.checkpoint_every": 2, "train.keep_checkpoints": 5,
         "optim.warmup_steps": 1, "sample.steps": 2,
+        # a constant rate: the preset's decay is laid over train.max_steps, and these runs stop at 2 and resume to 4
+        "optim.schedule": "constant",
         # the preset's noise-level curriculum, shortened so a 4-step run passes all three phases
         "objective.pure_noise_steps": 1, "objective.noise_ramp_steps": 2,
     }

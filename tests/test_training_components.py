@@ -141,3 +141,20 @@ def test_lr_schedule_counts_process_steps(schedule):
     assert lrs[-1] == (pytest.approx(0.1) if schedule == "constant" else pytest.approx(0.0, abs=1e-9))
     if schedule == "wsd":  # constant through optimiser step 6, then the last 4 steps (8 scheduler steps) decay
         assert lrs[11] == pytest.approx(0.1) and 0.0 < lrs[15] < 0.1 and lrs[12] > lrs[15] > lrs[18]
+
+
+def test_a_wsd_decay_longer_than_the_run_decays_over_what_follows_the_warm_up(caplog):
+    """The tiny preset decays over 400 steps; a 10-step run of it (a test, a smoke run) still trains at its peak
+    rate after the warm-up and ends at 0, and says so."""
+    model = nn.Linear(2, 2)
+    cfg = OptimConfig(lr=0.1, warmup_steps=2, schedule="wsd", decay_steps=400)
+    opt = build_optimizer(cfg, model)
+    with caplog.at_level("WARNING", logger="t2v.training.optim"):
+        sched = build_scheduler(cfg, TrainConfig(max_steps=10), opt, num_processes=1)
+    lrs = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs[1] == pytest.approx(0.1) and all(a > b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] == 0.0
+    assert "the rate decays over those 8" in caplog.text

@@ -34,12 +34,13 @@ def build_scheduler(cfg: OptimConfig, train: TrainConfig, opt: torch.optim.Optim
     if cfg.schedule == "wsd":
         from transformers.optimization import get_wsd_schedule
 
-        if cfg.warmup_steps + cfg.decay_steps > train.max_steps:
-            log.warning("optim: warm-up (%d) + decay (%d steps) is longer than train.max_steps (%d): the learning "
-                        "rate never holds its peak", cfg.warmup_steps, cfg.decay_steps, train.max_steps)
-
+        decay = max(1, min(cfg.decay_steps, train.max_steps - cfg.warmup_steps))
+        if decay < cfg.decay_steps:  # a short run (a test, a smoke run) decays over what follows its warm-up
+            log.warning("optim: train.max_steps (%d) leaves %d steps after the warm-up (%d), fewer than "
+                        "optim.decay_steps (%d): the rate decays over those %d", train.max_steps,
+                        train.max_steps - cfg.warmup_steps, cfg.warmup_steps, cfg.decay_steps, decay)
         return get_wsd_schedule(opt, num_warmup_steps=cfg.warmup_steps * num_processes,
-                                num_decay_steps=cfg.decay_steps * num_processes,
+                                num_decay_steps=decay * num_processes,
                                 num_training_steps=train.max_steps * num_processes)
     return get_scheduler("constant_with_warmup" if cfg.schedule == "constant" else "cosine", opt,
                          num_warmup_steps=cfg.warmup_steps * num_processes,
