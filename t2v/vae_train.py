@@ -24,6 +24,7 @@ from t2v.data.dataset import ok_records
 from t2v.models.vae import build_tiny_kl
 
 log = logging.getLogger(__name__)
+INFO_FILE = "train_vae.json"  # the measurements train_vae writes beside the weights
 
 
 def load_frames(manifest: str | Path, size: int, per_clip: int = 16, max_frames: int = 20_000) -> np.ndarray:
@@ -108,9 +109,6 @@ def train_vae(manifest: str | Path, out: str | Path, size: int = 64, steps: int 
            "steps": steps, "batch_size": batch_size, "crop": crop, "seed": seed}
     (Path(out) / INFO_FILE).write_text(json.dumps(res, indent=1))
     return res
-
-
-INFO_FILE = "train_vae.json"
 
 
 def run_vae(cfg, manifest: str | Path, steps: int, crop: int = 0) -> dict:
