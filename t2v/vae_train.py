@@ -67,6 +67,8 @@ def train_vae(manifest: str | Path, out: str | Path, size: int = 64, steps: int 
     (the autoencoder is convolutional: a 24 px window of a 48 px frame costs a quarter of the FLOPs and
     still holds whole objects); evaluated on full frames."""
     torch.manual_seed(seed)
+    if steps < 3:  # OneCycleLR needs a step up and a step down after the first
+        raise ValueError(f"train_vae: steps must be >= 3 (a one-cycle LR schedule), got {steps}")
     if crop and not (8 <= crop <= size and crop % 8 == 0):
         raise ValueError(f"crop must be a multiple of 8 in 8..size ({size}), got {crop}")
     data = rearrange(to_signed(load_frames(manifest, size)), "n h w c -> n c h w")
@@ -121,6 +123,8 @@ def run_vae(cfg, manifest: str | Path, steps: int, crop: int = 0) -> dict:
     if not cfg.vae.path:
         raise ValueError("vae.path is not set: name a VAE folder (or synthworld-48px), or pass --vae-steps N to "
                          "train one on the run's clips")
+    if crop and steps <= 0:
+        raise ValueError(f"--vae-crop {crop} only applies to a VAE trained here: pass --vae-steps N with it")
     folder = Path(resolve_vae_path(cfg.vae.path))
     if steps > 0 and not (folder / INFO_FILE).is_file():
         train_vae(manifest, folder, size=cfg.data.size, steps=steps, latent_channels=cfg.vae.latent_channels,

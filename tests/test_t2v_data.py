@@ -143,7 +143,7 @@ def test_vae_trains_on_random_windows_and_is_scored_on_whole_frames(tiny_manifes
                     crop=16)
     assert VideoVAE.from_pretrained(str(tmp_path / "vae")).vae.config.sample_size == 32 and res["psnr"] > 0
     with pytest.raises(ValueError, match="crop must be a multiple of 8"):
-        train_vae(tiny_manifest, tmp_path / "bad", size=32, steps=1, crop=12)
+        train_vae(tiny_manifest, tmp_path / "bad", size=32, steps=3, crop=12)
 
 
 def test_tiny_preset_loads_the_packaged_synthworld_vae_which_keeps_what_the_detector_reads():
@@ -178,6 +178,23 @@ def test_tiny_preset_loads_the_packaged_synthworld_vae_which_keeps_what_the_dete
         mse.append(float(((rec - x) ** 2).mean()) / 4)  # in [0, 1] units
     psnr = 10 * np.log10(1 / np.mean(mse))
     assert same >= 8 and same_untrained <= 2 and psnr > 30, (same, same_untrained, psnr)
+
+
+def test_the_run_vae_stage_uses_the_configs_vae_unless_told_to_train_one(tiny_manifest, tmp_path):
+    """steps 0: the packaged VAE's record, nothing trained; a crop without steps would be ignored, so it is refused;
+    steps > 0 trains into vae.path once (a rerun reuses it)."""
+    from t2v.vae_train import run_vae
+
+    assert run_vae(load_config("tiny"), tiny_manifest, steps=0)["steps"] == 1000  # the packaged VAE's record
+    with pytest.raises(ValueError, match="--vae-crop 16 only applies to a VAE trained here"):
+        run_vae(load_config("tiny"), tiny_manifest, steps=0, crop=16)
+    with pytest.raises(ValueError, match="vae.path is not set"):
+        run_vae(load_config(TINY, ["vae.path=null"]), tiny_manifest, steps=3)
+    cfg = load_config(TINY, [f"vae.path={tmp_path / 'vae'}", "data.size=32", "vae.block_out_channels=[8, 16]"])
+    with pytest.raises(ValueError, match="steps must be >= 3"):
+        run_vae(cfg, tiny_manifest, steps=2)
+    first = run_vae(cfg, tiny_manifest, steps=3)
+    assert first["steps"] == 3 and run_vae(cfg, tiny_manifest, steps=5) == first  # kept, not retrained
 
 
 def test_vae_frames_need_no_captions(tiny_manifest, tmp_path):
