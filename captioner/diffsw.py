@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,8 +214,13 @@ class DiffSWCaptioner:
             except Exception as e:  # unreadable video: becomes an error record
                 yield task, e
 
-    def caption_jobs(self, jobs: Iterable[_Job | tuple[ClipTask, Exception | str]]) -> Iterator[dict[str, Any]]:
-        """Caption clips whose key-frames are extracted; ``(task, exception or reason)`` items become error records."""
+    def caption_jobs(self, jobs: Iterable[_Job | tuple[ClipTask, Exception | str]],
+                     on_step: Callable[[_Job], None] | None = None) -> Iterator[dict[str, Any]]:
+        """Caption clips whose key-frames are extracted; ``(task, exception or reason)`` items become error records.
+
+        ``on_step(job)`` is called each time a clip's answers of a round are stored, before its record is made:
+        ``job.timeline()`` holds the differential captions so far, then ``job.dense`` and ``job.short`` (how
+        ``captioner serve`` shows captions as they arrive)."""
         jobs = iter(jobs)
         active: list[_Job] = []
         exhausted = False
@@ -252,7 +257,10 @@ class DiffSWCaptioner:
                                        meta=job.task.meta)
                 else:
                     job.truncated += [step_label(r) for r, a in zip(rs, got) if is_truncated(a)]
-                    if self._apply(job, [str(a).strip() for a in got]):
+                    done = self._apply(job, [str(a).strip() for a in got])
+                    if on_step is not None:
+                        on_step(job)
+                    if done:
                         yield self._record(job)
                     else:
                         still.append(job)

@@ -8,11 +8,7 @@ report=${1:?usage: $0 REPORT_DIR (a folder written by t2v compare, holding repor
 [[ -f "$report/report.html" ]] || { echo "$report/report.html not found; run t2v compare first" >&2; exit 1; }
 report=$(cd "$report" && pwd)
 
-if [[ ! -x /usr/bin/chromium ]]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y --no-install-recommends chromium \
-        || { apt-get update && apt-get install -y --no-install-recommends chromium; }
-fi
+"$(dirname "$0")/install_chromium.sh"
 
 rm -f "$report/screenshot.png"  # so that a stale one never passes for a fresh one
 profile=$(mktemp -d)

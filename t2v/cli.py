@@ -11,6 +11,8 @@
     t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --recaption CAPTIONER --device D ...]
     t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100 --captioner DIR]   (`make experiment`)
     t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 100]   (`make demo`)
+    t2v serve     --model DIR [DIR ...] [--names A B --captioner oracle DIR --max-frames N --port P --host H]
+                  (a web demo: the app extra)
 
 --config takes a YAML file or a preset name (tiny, dit-b-256, wan-1.3b-finetune; captioner: oracle, …).
 generate and compare sample with the model's saved sample.* settings unless --steps/--guidance say otherwise.
@@ -110,6 +112,14 @@ def sample_settings(model: str | Path, steps: int | None, guidance: float | None
     cfg = pipeline_config(model)
     saved = cfg.sample if cfg is not None else SampleConfig()
     return (saved.steps if steps is None else steps), (saved.guidance if guidance is None else guidance)
+
+
+def _serve(a: argparse.Namespace) -> int:
+    from t2v.serve import serve
+
+    serve(a.model, names=a.names, captioners=a.captioner, max_frames=a.max_frames, device=a.device, host=a.host,
+          port=a.port)
+    return 0
 
 
 def _demo(a: argparse.Namespace) -> int:
@@ -301,6 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (1: as trained, 0: off)")
     _device_args(s)
     s.set_defaults(func=_generate)
+
+    text = ("a web demo (Gradio, the app extra): type a prompt of any length, watch each model's video from the "
+            "same seed side by side; download mp4/gif")
+    s = sub.add_parser("serve", help=text, description=text)
+    s.add_argument("--model", type=Path, nargs="+", required=True,
+                   help="TextToVideoPipeline folders, shown side by side (e.g. the short- and dense-caption models)")
+    s.add_argument("--names", nargs="+", default=None, help="display names (default: the run folder names)")
+    s.add_argument("--captioner", nargs="+", default=["oracle"], metavar="CAPTIONER",
+                   help="the captioners the page offers for re-captioning a prompt: configs, preset names or "
+                        "trained captioner folders (default: oracle)")
+    from t2v.serve import FRAMES_OVER_TRAINING
+
+    s.add_argument("--max-frames", type=int, default=None,
+                   help=f"most frames a video may have (default: {FRAMES_OVER_TRAINING} times the frames a model "
+                        "was trained on)")
+    s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present; bf16 there)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=None, help="port to listen on (default: 7860, or the next free one)")
+    s.set_defaults(func=_serve)
 
     s = sub.add_parser("experiment", help="short vs dense captions: captioner → two trainings → compare → report")
     _end_to_end_args(s, "runs/experiment", num_prompts=100)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from clipio.video import write_video
@@ -99,14 +101,29 @@ def generate(model_dir: str | Path, prompts: list[str], out: str | Path, num_fra
     single = len(prompts) == 1 and out.suffix.lower() in (".mp4", ".gif")
     paths = []
     for i, prompt in enumerate(prompts):
-        frames = pipe(prompt, negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width,
-                      num_inference_steps=steps,
-                      guidance_scale=guidance, generator=torch.Generator().manual_seed(seed + i)).frames[0]
+        frames = sample(pipe, prompt, negative_prompt=negative_prompt, num_frames=num_frames, height=height,
+                        width=width, steps=steps, guidance=guidance, seed=seed + i)
         path = out if single else out / f"{i:03d}-{_slug(prompt)}.mp4"
         paths.append(write_video(path, frames, fps))
     if not single:
         (out / "prompts.txt").write_text("\n".join(prompts) + "\n")
     return paths
+
+
+def sample(pipe, prompt: str, negative_prompt: str | None = None, num_frames: int | None = None,
+           height: int | None = None, width: int | None = None, steps: int = 20, guidance: float = 3.0,
+           seed: int = 0, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """One video, uint8 ``(F, H, W, 3)``, from a loaded pipeline; the noise comes from a CPU generator seeded
+    with ``seed``, so a seed gives the same video here, in ``t2v generate`` and in ``t2v serve``.
+    ``on_step(i, steps)`` is called after denoising step ``i`` (0-based) of ``steps``."""
+    def step_end(_pipe, i, _t, kwargs):
+        on_step(i, steps)
+        return kwargs
+
+    return pipe(prompt, negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width,
+                num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(seed),
+                callback_on_step_end=step_end if on_step is not None else None,
+                progress=on_step is None).frames[0]
 
 
 def pipeline_config(model_dir: str | Path) -> RunConfig | None:
@@ -144,3 +161,11 @@ def recaption_prompts(model_dir: str | Path, prompts: list[str], captioner: str 
     ccfg = load_captioner_config(captioner)
     return recaption(prompts, build_backend(ccfg.backend), duration=num_frames / training_fps(model_dir),
                      prompts=PromptSet(ccfg.run.prompts))
+
+
+def check_captioner(captioner: str | Path) -> None:
+    """What :func:`recaption_prompts` takes as ``captioner``, checked before it is first used: a config that
+    does not load is an error naming it."""
+    from captioner.config import load_captioner_config
+
+    load_captioner_config(captioner)

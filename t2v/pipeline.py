@@ -12,7 +12,9 @@ folder. Prompts longer than the text encoder's window are encoded in windows (ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,14 +58,20 @@ class TextToVideoPipeline(DiffusionPipeline):
             self._vae_wrapper = (id(self.vae), VideoVAE(self.vae))
         return self._vae_wrapper[1]
 
-    def encode_prompt(self, prompts: list[str], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windowed encoding: ``(states (B, L, D), mask (B, L))`` on ``device`` (default: the execution device)."""
-        device = self._execution_device if device is None else device
-        key = (id(self.text_encoder), id(self.tokenizer))  # one wrapper while the components stay the same
+    @property
+    def prompt_encoder(self) -> TextEncoder:
+        """The tokenizer and text encoder behind the windowed interface (token counts, windows); one wrapper
+        while the components stay the same."""
+        key = (id(self.text_encoder), id(self.tokenizer))
         if getattr(self, "_text_wrapper", (None, None))[0] != key:
             self._text_wrapper = (key, TextEncoder(self.tokenizer, self.text_encoder, self.config.text_window,
                                                    self.config.max_text_tokens, self.config.text_layers))
-        states, mask = self._text_wrapper[1](prompts)
+        return self._text_wrapper[1]
+
+    def encode_prompt(self, prompts: list[str], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windowed encoding: ``(states (B, L, D), mask (B, L))`` on ``device`` (default: the execution device)."""
+        device = self._execution_device if device is None else device
+        states, mask = self.prompt_encoder(prompts)
         return states.to(device, self.transformer.dtype), mask.to(device)
 
     def check_inputs(self, prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
@@ -131,9 +139,14 @@ class TextToVideoPipeline(DiffusionPipeline):
         prompt_attention_mask: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
         negative_prompt_attention_mask: torch.Tensor | None = None,
+        callback_on_step_end: Callable[[Any, int, torch.Tensor, dict[str, Any]], dict[str, Any]] | None = None,
     ) -> TextToVideoPipelineOutput | tuple:
         """``prompt_embeds`` (B, L, D) with ``prompt_attention_mask`` (B, L) bool — the text encoder's states,
-        e.g. kept from an earlier call — replace ``prompt`` (and likewise for the negative prompt)."""
+        e.g. kept from an earlier call — replace ``prompt`` (and likewise for the negative prompt).
+
+        ``callback_on_step_end(pipe, i, t, {"latents": latents})`` runs after each denoising step (diffusers'
+        convention: it returns the dict, and a ``"latents"`` it holds replace the latents), e.g. to report
+        progress."""
         vae = self.video_vae
         tc = self.transformer.config
         num_frames = tc.sample_frames if num_frames is None else num_frames
@@ -181,13 +194,15 @@ class TextToVideoPipeline(DiffusionPipeline):
             raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}")
 
         # 5. Denoising loop (Euler steps of the flow ODE)
-        for t in self.progress_bar(timesteps) if progress else timesteps:
+        for i, t in enumerate(self.progress_bar(timesteps) if progress else timesteps):
             x = torch.cat([latents] * 2) if do_cfg else latents
             v = self.transformer(x.to(self.transformer.dtype), t.expand(x.shape[0]).to(x.dtype), text, mask).float()
             if do_cfg:
                 v_uncond, v_cond = v.chunk(2)
                 v = v_uncond + guidance_scale * (v_cond - v_uncond)
             latents = self.scheduler.step(v, t, latents, return_dict=False)[0]
+            if callback_on_step_end is not None:
+                latents = callback_on_step_end(self, i, t, {"latents": latents}).get("latents", latents)
 
         # 6. Decode
         if output_type == "latent":

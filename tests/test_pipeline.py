@@ -35,6 +35,24 @@ def test_pipeline_round_trip(tiny_pipe, tmp_path):
     assert not np.array_equal(a, c)
 
 
+def test_pipeline_calls_back_after_every_denoising_step(tiny_pipe):
+    kw = dict(num_inference_steps=3, guidance_scale=2.0, progress=False, output_type="latent")
+    seen = []
+
+    def record(pipe, i, t, kwargs):
+        seen.append((i, float(t)))
+        return kwargs
+
+    plain = tiny_pipe("a red circle", generator=torch.Generator().manual_seed(1), **kw).frames
+    called = tiny_pipe("a red circle", generator=torch.Generator().manual_seed(1), callback_on_step_end=record, **kw).frames
+    assert [i for i, _ in seen] == [0, 1, 2] and seen[0][1] > seen[-1][1]  # every step, from noise down
+    torch.testing.assert_close(called, plain)
+    # diffusers' convention: latents handed back replace the pipeline's
+    zeroed = tiny_pipe("a red circle", generator=torch.Generator().manual_seed(1), **kw,
+                       callback_on_step_end=lambda p, i, t, k: {"latents": torch.zeros_like(k["latents"])}).frames
+    assert torch.count_nonzero(zeroed) == 0
+
+
 def test_pipeline_keeps_text_layers_through_save_and_load(minilm, tmp_path):
     torch.manual_seed(0)
     tr = T2VTransformer.build("wan", 4, 2 * minilm.dim, 1, 2, 16, 2.0, [1, 2, 2], 4, 16)

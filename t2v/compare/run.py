@@ -125,7 +125,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     # 1. inputs
     out = Path(out)
     items = load_prompts(prompts)
-    names = _model_names(models, names)
+    names = model_names(models, names)
     (out / "gallery").mkdir(parents=True, exist_ok=True)
     scorer = None
     if clip:
@@ -209,7 +209,7 @@ def _recaptioned(model: str | Path, items: list[PromptItem], captioner: str | Pa
     return rewritten
 
 
-def _model_names(models: list[str | Path], names: list[str] | None) -> list[str]:
+def model_names(models: list[str | Path], names: list[str] | None) -> list[str]:
     """``names``, or each model's run folder name (the parent of a ``pipeline/`` folder); one distinct name each."""
     names = names or [Path(m).parent.name if Path(m).name == "pipeline" else Path(m).name for m in models]
     if len(names) != len(models) or len(set(names)) != len(names):

@@ -97,6 +97,11 @@ class TextEncoder(nn.Module):
         c = self.model.config
         return int(getattr(c, "hidden_size", None) or c.d_model) * len(self.layers)
 
+    @property
+    def tokens_per_window(self) -> int:
+        """Prompt tokens one window holds (the window less the encoder's special tokens)."""
+        return self.window - self._n_special
+
     def token_counts(self, prompts: list[str]) -> list[int]:
         return [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
 
@@ -104,7 +109,7 @@ class TextEncoder(nn.Module):
     def forward(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode prompts of any length: states ``(B, L, D)``, mask ``(B, L)`` (True = real token)."""
         device = next(self.model.parameters()).device
-        per_window = self.window - self._n_special
+        per_window = self.tokens_per_window
         chunks: list[list[int]] = []  # token ids of every window of every prompt, with specials
         owner: list[int] = []
         for b, p in enumerate(prompts):
