@@ -175,5 +175,6 @@ def build_app(demo: CaptionDemo):
 
 def serve(config: str | Path, host: str = "127.0.0.1", port: int | None = None, block: bool = True):
     """Build the captioner and serve the page; return ``(url, page)`` (``block``: only once it stops)."""
+    import_gradio()  # a missing extra is said before the captioner's model loads
     page = build_app(CaptionDemo(config))
     return launch(page, host, port, block), page

@@ -16,14 +16,18 @@ log = logging.getLogger(__name__)
 DELETE_CACHE = (3600, 3600)
 
 
+class MissingExtraError(ImportError):
+    """An optional extra that a command needs is not installed (a user error: the CLIs print it as one line)."""
+
+
 def import_gradio():
-    """The ``gradio`` module, with its usage analytics off (the demos run offline); a missing install is an
-    ``ImportError`` naming the extra."""
+    """The ``gradio`` module, with its usage analytics off (the demos run offline); a missing install is a
+    :class:`MissingExtraError` naming the extra."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio
     except ImportError as e:
-        raise ImportError("the web demos need Gradio: pip install -c constraints.txt -e '.[app]' "
+        raise MissingExtraError("the web demos need Gradio: pip install -c constraints.txt -e '.[app]' "
                           "(make test and make demo install it)") from e
     return gradio
 

@@ -1,7 +1,8 @@
 """What both command lines share: a user error is one line naming the input, and exit status 2.
 
 ``run_command`` calls a subcommand's handler; a ``ValueError`` (config and manifest errors are
-ones), a ``FileNotFoundError``, a ``VideoError`` or a ``ManifestLockedError`` is a user error: ``PROG COMMAND: error: message``
+ones), a ``FileNotFoundError``, a ``VideoError``, a ``ManifestLockedError`` or a missing extra
+(``MissingExtraError``) is a user error: ``PROG COMMAND: error: message``
 on stderr and status 2, no traceback — unless ``verbose`` (``-v``), which re-raises it.
 """
 
@@ -12,10 +13,11 @@ import logging
 import sys
 from collections.abc import Callable
 
+from clipio.app import MissingExtraError
 from clipio.manifest import ManifestLockedError
 from clipio.video.errors import VideoError
 
-USER_ERRORS = (ValueError, FileNotFoundError, VideoError, ManifestLockedError)
+USER_ERRORS = (ValueError, FileNotFoundError, VideoError, ManifestLockedError, MissingExtraError)
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:

@@ -240,6 +240,7 @@ def serve(models: list[Path], names: list[str] | None = None, captioners: list[s
     """Load the models and serve the page; return ``(url, page)`` (``block``: only once it stops)."""
     from t2v.generate import check_captioner
 
+    import_gradio()  # a missing extra is said before any model loads
     captioners = captioners or ["oracle"]
     for c in captioners:  # a bad one fails here, not on the first re-caption
         check_captioner(c)

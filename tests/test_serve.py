@@ -266,6 +266,10 @@ def test_the_packages_import_without_gradio():
     code = ("import sys; sys.modules['gradio'] = None\n"
             "import t2v.serve, captioner.serve, t2v.cli, captioner.cli\n"
             "from clipio.app import import_gradio\n"
-            "try:\n    import_gradio()\nexcept ImportError as e:\n    print(e)\n")
+            "try:\n    import_gradio()\nexcept ImportError as e:\n    print(e)\n"
+            "print('rc', t2v.cli.main(['serve', '--model', 'no-such-folder']))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "pip install" in r.stdout and "[app]" in r.stdout, r.stderr
+    # the CLI says it in one line, exit status 2
+    assert "rc 2" in r.stdout and "t2v serve: error: the web demos need Gradio" in r.stderr
+    assert "Traceback" not in r.stderr
