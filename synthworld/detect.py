@@ -130,6 +130,7 @@ class Detection:
     fps: float
     num_frames: int
     tracks: list[Track]
+    frame_blobs: list[list[Blob]] = field(default_factory=list)  # every blob of every frame, before tracking
 
     def events(self) -> list[tuple[int, DetectedEvent]]:
         """All events as ``(track index, event)``, in time order."""
@@ -248,7 +249,7 @@ def detect_video(frames: np.ndarray, fps: float, background: np.ndarray | None =
     T = len(frames)
     for tr in tracks:
         tr.events = _events(tr, T, fps)
-    return Detection(background_name(bg), tuple(float(v) for v in bg), fps, T, tracks)
+    return Detection(background_name(bg), tuple(float(v) for v in bg), fps, T, tracks, per_frame)
 
 
 def _track(per_frame: list[list[Blob]], fps: float, max_gap: int = 1) -> list[Track]:

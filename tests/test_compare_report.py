@@ -251,7 +251,8 @@ def test_compare_one_model_is_an_evaluation(fake_models, tmp_path):
     assert [m["name"] for m in rep["models"]] == ["good"] and rep["models"][0]["caption_field"] == "good"
     assert rep["settings"]["fps"] == 8.0 and rep["settings"]["frames"] == 16
     assert [c["key"] for c in rep["categories"]] == ["colour", "shape", "binding", "position", "direction",
-                                                     "events", "count", "flicker"]
+                                                     "events", "count", "flicker",
+                                                     "jitter", "fragments", "bg_drift", "shape_flips"]
     good, chance, ceiling = rep["metrics"]["good"], rep["reference"]["chance"], rep["reference"]["ceiling"]
     assert good["colour"]["n"] == 8
     for c in ("colour", "shape", "position", "count"):  # rendered true scenes: the ceiling itself
@@ -281,6 +282,55 @@ def test_compare_two_models_paired_difference_has_the_right_sign(fake_models, tm
         assert d["hi"] < 0 and d["mean"] <= -0.4, (c, d)
         assert d["mean"] == pytest.approx(ignores[c]["mean"] - good[c]["mean"])
     assert ignores["colour"]["mean"] < good["colour"]["mean"] - 0.4
+
+
+class _DriftingPipe(_FakePipe):
+    """The perfect model, with the background's brightness ramped by −12 … +12 over the clip."""
+
+    def __call__(self, *args, **kwargs):
+        out = super().__call__(*args, **kwargs)
+        v = out.frames[0].astype(np.int16)
+        bg = np.all(v == v[0, 0, 0], axis=-1, keepdims=True)  # (T, H, W, 1): background pixels
+        ramp = np.rint(np.linspace(-12, 12, len(v))).astype(np.int16)[:, None, None, None]
+        out.frames[0] = np.clip(np.where(bg, v + ramp, v), 0, 255).astype(np.uint8)
+        return out
+
+
+def test_compare_reports_the_detectors_video_quality_next_to_the_ceiling(fake_models, tmp_path, monkeypatch):
+    """The four defects (jitter, fragments, background drift, shape flips) are categories of their own kind,
+    lower is better, with a value per model and for the ceiling (chance has none); the perfect model matches
+    the ceiling, a model whose background drifts is clearly worse on drift, and the report shows them as a group
+    with its own chart."""
+    from t2v.compare import run
+    from t2v.compare.report import DEFECT_GROUP
+
+    dirs, prompts = fake_models
+    good = dirs["pipes"][dirs["good"]]
+    pipes = {dirs["good"]: good, dirs["ignores"]: _DriftingPipe(good.scenes, True)}
+    monkeypatch.setattr(run, "load_pipeline", lambda model, *a, **k: pipes[Path(model)])
+    rep = run.compare_models([dirs["good"], dirs["ignores"]], prompts, tmp_path / "vq", names=["good", "drifts"],
+                             gallery=0)
+    saved = json.loads((tmp_path / "vq" / "report.json").read_text())
+    keys = ["jitter", "fragments", "bg_drift", "shape_flips"]
+    cats = {c["key"]: c for c in saved["categories"]}
+    assert all(cats[k]["kind"] == "defect" and cats[k]["lower_is_better"] for k in keys)
+    ceiling, chance = saved["reference"]["ceiling"], saved["reference"]["chance"]
+    for k in keys:
+        assert saved["metrics"]["good"][k]["n"] == 8 and k not in chance
+        assert saved["metrics"]["good"][k]["mean"] == pytest.approx(ceiling[k]["mean"])  # identity VAE: the same videos
+        assert ceiling[k]["mean"] < (0.1 if k == "jitter" else 1e-9), (k, ceiling[k])
+    drift = saved["metrics"]["drifts"]["bg_drift"]
+    assert drift["lo"] > 5 and drift["mean"] == pytest.approx(np.std(np.rint(np.linspace(-12, 12, 16))), abs=0.2)
+    d = {x["category"]: x for x in rep["differences"]}
+    assert d["bg_drift"]["lo"] > 0 and d["fragments"]["mean"] == 0
+    md = (tmp_path / "vq" / "report.md").read_text()
+    assert f"| ***{DEFECT_GROUP}*** |" in md and "charts/defects.png" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| background drift"))
+    assert "↓" in row and row.count("[") == 3  # good, drifts, ceiling; chance has no figure (–)
+    assert "drifts better" not in md and "good better" in md
+    html = (tmp_path / "vq" / "report.html").read_text()
+    assert f'<td class="group" colspan="6">{DEFECT_GROUP}</td>' in html
+    assert (tmp_path / "vq" / "charts" / "defects.png").is_file()
 
 
 def test_pipeline_config_is_loaded_strictly(tmp_path):

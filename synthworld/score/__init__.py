@@ -4,6 +4,8 @@
   :func:`evaluate_detector`);
 - :mod:`.following` — how well a generated video follows the scene its prompt describes
   (:func:`scene_following`, per :data:`SCENE_CATEGORIES`);
+- :mod:`.video_quality` — what the detector sees go wrong frame by frame in a (generated) video: track
+  jitter, fragments, background drift, shape flips (:func:`video_quality`, per :data:`VIDEO_QUALITY`);
 - :mod:`.caption_checks` — does a dense caption name the scene's events at their times;
 - :mod:`.events` — the true events in the detector's vocabulary, and the one matcher of a true event
   to a detected event that the first two share.

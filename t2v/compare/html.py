@@ -10,7 +10,7 @@ import re
 from html import escape
 from urllib.parse import quote
 
-from t2v.compare.report import DASH, Cell, Table, metrics_caption
+from t2v.compare.report import CHART_TITLES, DASH, Cell, Table, metrics_caption
 
 GIF_WIDTH = 160  # display size of gallery GIFs, px (upscaled without smoothing)
 
@@ -32,6 +32,7 @@ td.num{{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}}
 td.best{{font-weight:700;background:#eef6ff}}
 .ci{{color:#6b7482;font-size:.85em;font-weight:400}}
 .ref{{color:#5b6472;font-style:italic;background:#fafbfc}}
+td.group{{font-weight:600;background:#f0f2f5;color:#3a4352}}
 .settings td:first-child{{color:#5b6472}}
 .charts img{{max-width:100%;border:1px solid #e3e6ea;border-radius:4px}}
 .side{{display:flex;flex-wrap:wrap;gap:0 48px}}
@@ -80,8 +81,8 @@ def render_html(report: dict, metrics: Table, differences: Table, charts: dict[s
     out.append(f'<h2>Metrics</h2><p class="caption">{escape(metrics_caption(report, markdown=False))}</p>')
     out.append(_table(metrics, ref_columns=len(report.get("reference") or {}), class_="metrics"))
     out.append('<div class="charts">')
-    out += [f'<img src="{_src(charts[name])}" alt="{alt}">' for name, alt in
-            [("rates", "prompt-following rates per category"), ("quality", "video quality")] if name in charts]
+    out += [f'<img src="{_src(charts[name])}" alt="{escape(alt)}">' for name, alt in CHART_TITLES.items()
+            if name in charts]
     small = [f'<img src="{_src(charts[c["key"]])}" alt="{escape(c.get("label", c["key"]))}">'
              for c in report["categories"] if c["key"] in charts]
     if small:
@@ -111,7 +112,8 @@ def _table(table: Table, ref_columns: int, class_: str) -> str:
     first_ref = len(table.header) - 1 - ref_columns if ref_columns else len(table.header)
     head = "".join(f'<th{" class=ref" if first_ref <= i < first_ref + ref_columns else ""}>{escape(h)}</th>'
                    for i, h in enumerate(table.header))
-    rows = ["<tr>" + "".join(_cell(c, numeric=i > 0) for i, c in enumerate(row)) + "</tr>" for row in table.rows]
+    rows = [f'<tr><td class="group" colspan="{len(table.header)}">{escape(row[0].text)}</td></tr>' if len(row) == 1
+            else "<tr>" + "".join(_cell(c, numeric=i > 0) for i, c in enumerate(row)) + "</tr>" for row in table.rows]
     return f'<table class="{class_}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 

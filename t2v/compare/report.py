@@ -20,8 +20,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("models", "categories", "metrics")
-KINDS = ("rate", "quality")
-AGGREGATE_CHARTS = ("rates", "quality")  # charts/<name>.png; a category key may not take these names
+# rate: a hit rate in [0, 1]; quality: a score on its own scale (flicker, CLIP); defect: how much of a visible
+# defect a video has (lower is better, 0 = none), shown as its own group of the table and its own chart
+KINDS = ("rate", "quality", "defect")
+AGGREGATE_CHARTS = ("rates", "quality", "defects")  # charts/<name>.png; a category key may not take these names
+DEFECT_GROUP = "video quality read by the detector (↓ lower is better, 0 = no defect)"
+CHART_TITLES = {"rates": "prompt-following rates per category", "quality": "video quality",
+                "defects": "video quality read by the detector (lower is better)"}
 DASH = "–"
 # what the usual reference rows mean; other reference names are shown without an explanation
 REFERENCE_HELP = {
@@ -44,14 +49,14 @@ class Cell:
 @dataclass
 class Table:
     header: list[str]
-    rows: list[list[Cell]]
+    rows: list[list[Cell]]  # a row of one cell is a group heading across the table
 
 
 def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``report.html`` and ``charts/*.png`` into ``out_dir``.
 
     ``report`` holds ``models`` (list of ``{"name", "path", "caption_field"}``), ``categories`` (list of
-    ``{"key", "label", "kind": "rate" | "quality", "lower_is_better"?}``) and ``metrics`` (model name ->
+    ``{"key", "label", "kind": "rate" | "quality" | "defect", "lower_is_better"?}``) and ``metrics`` (model name ->
     category key -> ``{"mean", "lo", "hi", "n"}``), and optionally ``title``, ``created``, ``command``,
     ``settings``, ``reference`` (name -> category key -> stats), ``differences`` (``{"a", "b", "category",
     "mean", "lo", "hi"}``, B − A), ``notes`` and ``gallery`` (``{"prompt", "videos": {model: relative
@@ -151,12 +156,15 @@ def label(cat: dict) -> str:
 
 
 def metrics_table(report: dict) -> Table:
-    """Rows = categories; columns = models, then reference rows, then n (per model when they differ)."""
+    """Rows = categories; columns = models, then reference rows, then n (per model when they differ).
+    The defects follow under their own group heading (a one-cell row)."""
     names = [m["name"] for m in report["models"]]
     refs = report.get("reference") or {}
-    rows = []
+    rows: list[list[Cell]] = []
     for cat in report["categories"]:
         key, kind = cat["key"], cat["kind"]
+        if kind == "defect" and [Cell(DEFECT_GROUP)] not in rows:
+            rows.append([Cell(DEFECT_GROUP)])
         stats = [stat(report["metrics"].get(n), key) for n in names]
         means = [s["mean"] for s in stats if s]
         best = (min if cat.get("lower_is_better") else max)(means) if len(means) >= 2 and len(set(means)) > 1 else None
@@ -201,8 +209,13 @@ def _md_table(table: Table) -> str:
         text = f"**{c.text}**" if c.best else c.text
         return _md_cell(f"{text} {c.ci}".strip())
 
+    def row(cells: list[Cell]) -> str:
+        if len(cells) == 1:  # a group heading
+            return f"| ***{_md_cell(cells[0].text)}*** |" + " |" * (len(table.header) - 1)
+        return "| " + " | ".join(cell(c) for c in cells) + " |"
+
     lines = ["| " + " | ".join(_md_cell(h) for h in table.header) + " |", "|" + "---|" * len(table.header)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
+    lines += [row(r) for r in table.rows]
     return "\n".join(lines)
 
 
@@ -219,8 +232,7 @@ def render_markdown(report: dict, metrics: Table, differences: Table, charts: di
     if report.get("settings"):
         out += ["", "## Settings", ""] + [f"- **{k}**: {v}" for k, v in report["settings"].items()]
     out += ["", "## Metrics", "", metrics_caption(report, markdown=True), "", _md_table(metrics), ""]
-    out += [f"![{title}]({charts[name]})\n" for name, title in
-            [("rates", "prompt-following rates per category"), ("quality", "video quality")] if name in charts]
+    out += [f"![{title}]({charts[name]})\n" for name, title in CHART_TITLES.items() if name in charts]
     if differences.rows:
         out += ["## Differences", "", "Paired bootstrap 95% CI of B − A over the same prompts and seeds.", "",
                 _md_table(differences), ""]
@@ -247,8 +259,8 @@ def metrics_caption(report: dict, markdown: bool) -> str:
 # ---- charts -------------------------------------------------------------------------------------------
 
 def write_charts(report: dict, chart_dir: Path) -> dict[str, str]:
-    """``rates.png`` (grouped bars), ``quality.png`` (one panel per quality category) and ``<key>.png`` per
-    category. Returns chart name -> path relative to the report folder.
+    """``rates.png`` (grouped bars), ``quality.png`` and ``defects.png`` (one panel per category of that kind)
+    and ``<key>.png`` per category. Returns chart name -> path relative to the report folder.
 
     Figures are ``matplotlib.figure.Figure`` objects, not pyplot ones: the Agg canvas is attached
     explicitly, so no global backend is switched and no figure is left registered (nothing to close).
@@ -264,16 +276,17 @@ def write_charts(report: dict, chart_dir: Path) -> dict[str, str]:
     chart_dir.mkdir(parents=True, exist_ok=True)
     charts: dict[str, str] = {}
     rates = [c for c in report["categories"] if c["kind"] == "rate"]
-    quality = [c for c in report["categories"] if c["kind"] == "quality"]
     if rates:
         fig = Figure(figsize=(max(6.5, 1.15 * len(rates) + 2.5), 4.2), dpi=110, layout="constrained")
         _grouped_rates(fig.add_subplot(), report, rates)
         save(fig, "rates")
-    if quality:
-        fig = Figure(figsize=(3.4 * len(quality) + 0.6, 3.4), dpi=110, layout="constrained")
-        for ax, cat in zip(fig.subplots(1, len(quality), squeeze=False)[0], quality):
-            _category(ax, report, cat)
-        save(fig, "quality")
+    for kind, name in [("quality", "quality"), ("defect", "defects")]:
+        cats = [c for c in report["categories"] if c["kind"] == kind]
+        if cats:
+            fig = Figure(figsize=(3.4 * len(cats) + 0.6, 3.4), dpi=110, layout="constrained")
+            for ax, cat in zip(fig.subplots(1, len(cats), squeeze=False)[0], cats):
+                _category(ax, report, cat)
+            save(fig, name)
     for cat in report["categories"]:
         fig = Figure(figsize=(3.4, 3.0), dpi=100, layout="constrained")
         _category(fig.add_subplot(), report, cat)
@@ -323,13 +336,15 @@ def _grouped_rates(ax, report: dict, cats: list[dict]) -> None:
 
 
 def _category(ax, report: dict, cat: dict) -> None:
-    """One category: a bar (rates, y from 0 to 1) or a point (quality scores) per model with its CI."""
+    """One category: a bar (rates, y from 0 to 1; defects, from 0 = none) or a point (quality scores) per model
+    with its CI."""
     names = [m["name"] for m in report["models"]]
     mean, err = _errors([stat(report["metrics"].get(n), cat["key"]) for n in names])
     x, colors = np.arange(len(names)), [f"C{i}" for i in range(len(names))]
-    if cat["kind"] == "rate":
+    if cat["kind"] in ("rate", "defect"):  # both start from 0: no hits, no defect
         ax.bar(x, np.nan_to_num(mean), 0.6, yerr=err, capsize=3, color=colors, error_kw={"elinewidth": 1})
-        ax.set_ylim(0, 1.05)
+        if cat["kind"] == "rate":
+            ax.set_ylim(0, 1.05)
     else:  # quality scores live on their own scales (flicker ~0.97, CLIP ~0.3): no zero baseline
         for i in np.flatnonzero(~np.isnan(mean)):
             ax.errorbar(x[i], mean[i], yerr=err[:, i:i + 1], fmt="o", capsize=4, color=colors[i])
@@ -337,6 +352,8 @@ def _category(ax, report: dict, cat: dict) -> None:
         if s := stat(ref, cat["key"]):
             ax.axhline(s["mean"], linewidth=1.5, label=ref_name,
                        **REFERENCE_STYLE.get(ref_name, {"color": "0.2", "linestyle": ":"}))
+    if cat["kind"] == "defect":  # after the reference lines, so a ceiling above the bars stays in view
+        ax.set_ylim(bottom=0)
     for i in np.flatnonzero(np.isnan(mean)):
         ax.text(x[i], ax.get_ylim()[0], "n/a", ha="center", va="bottom", fontsize=8, color="0.4")
     ax.set_xticks(x, names, fontsize=9, rotation=30 if len(names) > 3 else 0)

@@ -6,7 +6,9 @@ synthworld prompts with their scenes.
 
 Per prompt ``k`` every model generates with seed ``seed + k``; the synthworld detector reads each
 video back and :func:`synthworld.score.scene_following` scores it (when the prompt has a scene);
-every video also gets VBench's temporal flicker, and with ``--clip DIR`` a CLIP score and a Fréchet
+every video also gets VBench's temporal flicker and, when it has a scene, four defects the detector
+reads (:mod:`synthworld.score.video_quality`: track jitter, fragments, background drift, shape
+flips; lower is better), and with ``--clip DIR`` a CLIP score and a Fréchet
 distance of CLIP video features to the reference videos (the true scenes, or ``--reference``
 clips). Categories are averaged per prompt, then bootstrapped over prompts (95% CIs), and each pair
 of models gets a paired bootstrap CI of the difference. Chance = the same videos scored against ten
@@ -32,6 +34,7 @@ from clipio.pixels import to_signed, to_uint8
 from clipio.video import write_gif
 from synthworld.detect import Detection, detect_video
 from synthworld.score import SCENE_CATEGORIES, scene_following
+from synthworld.score.video_quality import VIDEO_QUALITY, video_quality
 from synthworld.spec import SceneSpec
 from t2v.compare.metrics import (
     bootstrap_ci,
@@ -48,6 +51,11 @@ CATEGORY_LABELS = {"colour": "object colour", "shape": "object shape", "binding"
                    "position": "start position (3×3 region)",
                    "direction": "motion direction", "events": "temporal events (right change, right second)",
                    "count": "object count"}
+# what the detector sees go wrong frame by frame (synthworld.score.video_quality): lower is better, 0 = none
+DEFECT_LABELS = {"jitter": "track jitter (px RMS off a constant-velocity path)",
+                 "fragments": "fragment frames (more blobs than visible objects)",
+                 "bg_drift": "background drift (std of the border colour, 0–255)",
+                 "shape_flips": "shape flips (frames off the track's usual shape)"}
 
 
 @dataclass
@@ -133,7 +141,8 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
 
         scorer = ClipScorer(clip, device=device)
     has_scenes = any(it.scene is not None for it in items)
-    keys = (list(SCENE_CATEGORIES) if has_scenes else []) + ["flicker"] + (["clip_score"] if scorer else [])
+    keys = ((list(SCENE_CATEGORIES) if has_scenes else []) + ["flicker"] + (["clip_score"] if scorer else [])
+            + (list(VIDEO_QUALITY) if has_scenes else []))
 
     rewritten: list[PromptItem] | None = None
 
@@ -175,7 +184,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
         "differences": diffs,
         "notes": _notes(fd) + _steps_note(names, models),
         "gallery": [{"prompt": it.prompt, "videos": {n: f"gallery/{k:03d}-{n}.gif" for n in names},
-                     "scores": {n: {c: runs[n].rows[k].get(c) for c in SCENE_CATEGORIES
+                     "scores": {n: {c: runs[n].rows[k].get(c) for c in (*SCENE_CATEGORIES, *VIDEO_QUALITY)
                                     if runs[n].rows[k].get(c) is not None} for n in names}}
                     for k, it in enumerate(items[:gallery])],
     }
@@ -219,8 +228,11 @@ def model_names(models: list[str | Path], names: list[str] | None) -> list[str]:
 
 def _prompt_row(scene: SceneSpec | None, det: Detection | None, video: np.ndarray, prompt: str,
                 scorer) -> dict[str, float | None]:
-    """One video's figures: its rate per scene category (when it has a scene), flicker and CLIP score."""
+    """One video's figures: its rate per scene category and its defects (when it has a scene), flicker and
+    CLIP score."""
     r = per_prompt_rates(scene_following(scene, det)) if det is not None else {}
+    if det is not None:
+        r.update(video_quality(video, det, scene))
     r["flicker"] = temporal_flicker(video)
     if scorer:
         r["clip_score"] = scorer.score(video, prompt)
@@ -298,6 +310,8 @@ def _categories(keys: list[str]) -> list[dict]:
     cats.append({"key": "flicker", "label": "temporal flicker (VBench, 1 = steady)", "kind": "quality"})
     if "clip_score" in keys:
         cats.append({"key": "clip_score", "label": "CLIP score", "kind": "quality"})
+    cats += [{"key": k, "label": DEFECT_LABELS[k], "kind": "defect", "lower_is_better": True}
+             for k in VIDEO_QUALITY if k in keys]
     return cats
 
 
@@ -331,6 +345,8 @@ def _notes(fd: dict[str, float]) -> list[str]:
 
 def report_table(report: dict) -> str:
     """A short Markdown table of a report: category | model(s) | chance | ceiling (mean [95% CI])."""
+    from t2v.compare.report import label
+
     def cell(st: dict | None) -> str:
         if not st or st.get("mean") is None:
             return "–"
@@ -342,5 +358,5 @@ def report_table(report: dict) -> str:
     for c in report["categories"]:
         row = [cell(report["metrics"][n].get(c["key"])) for n in names]
         row += [cell(report["reference"][r].get(c["key"])) for r in refs]
-        lines.append(f"| {c['label']} | " + " | ".join(row) + " |")
+        lines.append(f"| {label(c)} | " + " | ".join(row) + " |")
     return "\n".join(lines)
