@@ -49,14 +49,15 @@ def grids(records: list[dict], processor, captioner: str = "mini-fast") -> dict[
 
 
 @torch.no_grad()
-def visual_tokens(model_dir: Path, pixels: dict[str, torch.Tensor], batch: int = 64) -> torch.Tensor:
-    """(records, tokens × dim): what the decoder of ``model_dir`` is given for each grid, tokens concatenated."""
+def visual_tokens(model_dir: Path, pixels: dict[str, torch.Tensor], batch: int = 64, flat: bool = True) -> torch.Tensor:
+    """(records, tokens × dim): what the decoder of ``model_dir`` is given for each grid, tokens concatenated
+    (``flat=False``: (records, tokens, dim))."""
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     n = len(pixels["pixel_values"])
-    return torch.cat([image_tokens(model, {k: v[i:i + batch] for k, v in pixels.items()}).flatten(1)
-                      for i in range(0, n, batch)])
+    tokens = torch.cat([image_tokens(model, {k: v[i:i + batch] for k, v in pixels.items()}) for i in range(0, n, batch)])
+    return tokens.flatten(1) if flat else tokens
 
 
 def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_test: list, steps: int = 500,

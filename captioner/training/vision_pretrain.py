@@ -49,11 +49,16 @@ class VisionPretrainConfig:
     text_layers: int = 2
     pool: str = "flatten"          # image tokens -> one embedding: "flatten" (a linear map of all tokens), or "mean"
     hard_negatives: bool = False   # each caption mirrored (left<->right, top<->bottom) as an extra negative (NegCLIP)
+    # > 0: afterwards, whiten the decoder's visual tokens (ZCA, regularised by whiten x the largest eigenvalue),
+    # folded into the projector's last linear layer (whiten_projector); 0: off
+    whiten: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
         if self.pool not in ("mean", "flatten"):
             raise ValueError(f"vision pretraining: pool must be 'mean' or 'flatten', not {self.pool!r}")
+        if not 0 <= self.whiten < 1:
+            raise ValueError(f"vision pretraining: whiten must be 0 (off) or a floor in (0, 1), not {self.whiten!r}")
 
 
 def annotation_pairs(records: list[dict[str, Any]], captioner: str = "mini-fast", prompts: str | None = None
@@ -97,6 +102,43 @@ def image_tokens(model, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch
     feats = out.pooler_output if hasattr(out, "pooler_output") else out
     feats = torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
     return feats.reshape(len(inputs["pixel_values"]), -1, feats.shape[-1])
+
+
+def projector_output_layer(model) -> torch.nn.Linear:
+    """The linear layer whose output is the decoder's visual tokens: the projector's last (LLaVA:
+    ``multi_modal_projector.linear_2``; Idefics3: ``connector.modality_projection.proj``)."""
+    from captioner.training.train import PROJECTOR_PARTS
+
+    linears = [m for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and any(part in n for part in PROJECTOR_PARTS)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__}: no linear layer named like a projector ({', '.join(PROJECTOR_PARTS)})")
+    return linears[-1]
+
+
+@torch.no_grad()
+def whiten_projector(model, pixels: dict[str, torch.Tensor], floor: float = 1e-3, batch: int = 64) -> dict[str, Any]:
+    """Make the decoder's visual tokens white on these images: centre them and scale every direction of their
+    covariance to about the same variance (regularised ZCA: ``W = V diag(s / sqrt(λ + floor·λmax)) Vᵀ``, ``s²``
+    the mean eigenvalue; directions far below the floor, noise, are not blown up), folded into the projector's
+    last linear layer (``y' = W (y - μ)``).
+    A contrastively pretrained tower puts most of the tokens' variance on colour and little on where the object
+    is (bench/captioner_probe.py); a readout trained like the decoder reads the place far better from white
+    tokens (bench/captioner_readout.py). Returns the eigenvalues before (largest first) and the floor."""
+    layer = projector_output_layer(model)
+    n = len(pixels["pixel_values"])
+    tokens = torch.cat([image_tokens(model, {k: v[i:i + batch] for k, v in pixels.items()}) for i in range(0, n, batch)])
+    y = tokens.reshape(-1, tokens.shape[-1]).double()  # (images × tokens, D)
+    mu = y.mean(0)
+    lam, vec = torch.linalg.eigh(torch.cov(y.T))
+    lam = lam.clamp(min=0)
+    w = vec @ torch.diag(lam.mean().sqrt() / (lam + floor * float(lam.max())).sqrt()) @ vec.T  # (D, D)
+    if layer.bias is None:
+        raise ValueError(f"{type(model).__name__}: the projector's last linear layer has no bias to centre with")
+    weight, bias = layer.weight.double(), layer.bias.double()
+    layer.weight.copy_((w @ weight).to(layer.weight.dtype))
+    layer.bias.copy_((w @ (bias - mu)).to(layer.bias.dtype))
+    return {"floor": floor, "tokens": len(y), "eigenvalues_before": [round(float(v), 6) for v in lam.flip(0)]}
 
 
 def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], out_dir: str | Path,
@@ -187,6 +229,7 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
             bar.set_postfix(loss=f"{sum(history[-10:]) / len(history[-10:]):.3f}")
     retrieval = float((logits.argmax(1) == target).float().mean())
     model.eval()
+    whitened = whiten_projector(model, pixels, cfg.whiten) if cfg.whiten > 0 else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # the processor as it was loaded: tokenising the texts with max_length above set the fast tokenizer's
@@ -199,7 +242,8 @@ def pretrain_vision_tower(model_dir: str | Path, records: list[dict[str, Any]], 
                "embedding_inputs": img_proj.in_features,
                "loss_first": sum(history[:k]) / k, "loss_last": sum(history[-k:]) / k,
                "chance_loss": math.log(bs), "retrieval_last_batch": retrieval,
-               "seconds": round(time.time() - t0, 1), "config": asdict(cfg)}
+               "seconds": round(time.time() - t0, 1), "config": asdict(cfg),
+               "whitening": whitened and {**whitened, "eigenvalues_before": whitened["eigenvalues_before"][:16]}}
     (out / "vision_pretrain.json").write_text(json.dumps(summary, indent=1))
     log.info("vision pretraining: loss %.3f -> %.3f (chance %.3f) in %.0f s", summary["loss_first"],
              summary["loss_last"], summary["chance_loss"], summary["seconds"])
