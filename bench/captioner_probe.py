@@ -104,23 +104,35 @@ def explained_variance(x: torch.Tensor, labels: list) -> float:
     return float(between.pow(2).sum(1).mean() / centred.pow(2).sum(1).mean())
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_data_arguments(ap: argparse.ArgumentParser, what: str) -> None:
+    """The model folders and the clips a bench on the fast grid's tokens reads (shared by the token benches)."""
     ap.add_argument("models", nargs="+", type=Path, help="VLM folders (LLaVA, Idefics3) sharing one processor")
     ap.add_argument("--annotations", type=Path, default=Path("runs/captioner/data/annotations.jsonl"))
     ap.add_argument("--heldout-manifest", type=Path, default=Path("runs/captioner/data/heldout/manifest.jsonl"))
-    ap.add_argument("--train", type=int, default=1500, help="first N annotated records fit the probes")
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--out", type=Path, default=Path("runs/bench/captioner_probe.json"))
-    a = ap.parse_args(argv)
+    ap.add_argument("--train", type=int, default=1500, help=f"first N annotated records {what}")
 
+
+def labelled_grids(a: argparse.Namespace) -> tuple[list, list, dict, dict, list[dict], list[dict]]:
+    """``(train, test, pixels_train, pixels_test, facts_train, facts_test)``: the usable records (ok, with a
+    scene) of ``--annotations`` (the first ``--train``) and ``--heldout-manifest``, their fast grids as the
+    first model's processor makes them, and their probed facts."""
     from transformers import AutoProcessor
 
     usable = lambda rs: [r for r in rs if r.get("status", "ok") == "ok" and r.get("meta", {}).get("scene")]  # noqa: E731
     train, test = usable(load_records(a.annotations))[: a.train], usable(load_records(a.heldout_manifest))
     processor = AutoProcessor.from_pretrained(a.models[0])
-    pv_train, pv_test = grids(train, processor), grids(test, processor)
-    lab_train, lab_test = [attributes(r) for r in train], [attributes(r) for r in test]
+    return (train, test, grids(train, processor), grids(test, processor), [attributes(r) for r in train],
+            [attributes(r) for r in test])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_arguments(ap, "fit the probes")
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench/captioner_probe.json"))
+    a = ap.parse_args(argv)
+
+    train, test, pv_train, pv_test, lab_train, lab_test = labelled_grids(a)
     rows = {}
     for folder in a.models:
         xtr, xte = visual_tokens(folder, pv_train), visual_tokens(folder, pv_test)

@@ -30,9 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from captioner_probe import attributes, grids, visual_tokens  # noqa: E402
-
-from captioner.training.train import load_records  # noqa: E402
+from captioner_probe import add_data_arguments, labelled_grids, visual_tokens  # noqa: E402
 
 ATTRIBUTES = ("region", "direction")
 READOUTS = ("linear", "attention")
@@ -90,23 +88,14 @@ def train_readout(kind: str, x_train: torch.Tensor, y_train: list, x_test: torch
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", type=Path, help="VLM folders sharing one processor")
-    ap.add_argument("--annotations", type=Path, default=Path("runs/captioner/data/annotations.jsonl"))
-    ap.add_argument("--heldout-manifest", type=Path, default=Path("runs/captioner/data/heldout/manifest.jsonl"))
-    ap.add_argument("--train", type=int, default=1500, help="first N annotated records train the readouts")
+    add_data_arguments(ap, "train the readouts")
     ap.add_argument("--steps", type=int, default=800, help="as the fast-mode-alone runs of the miniature")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/captioner_readout.json"))
     a = ap.parse_args(argv)
 
-    from transformers import AutoProcessor
-
-    usable = lambda rs: [r for r in rs if r.get("status", "ok") == "ok" and r.get("meta", {}).get("scene")]  # noqa: E731
-    train, test = usable(load_records(a.annotations))[: a.train], usable(load_records(a.heldout_manifest))
-    processor = AutoProcessor.from_pretrained(a.models[0])
-    pv_train, pv_test = grids(train, processor), grids(test, processor)
-    lab_train, lab_test = [attributes(r) for r in train], [attributes(r) for r in test]
+    train, test, pv_train, pv_test, lab_train, lab_test = labelled_grids(a)
     rows = {}
     for folder in a.models:
         xtr, xte = visual_tokens(folder, pv_train, flat=False), visual_tokens(folder, pv_test, flat=False)
