@@ -27,8 +27,8 @@ def import_gradio():
     try:
         import gradio
     except ImportError as e:
-        raise MissingExtraError("the web demos need Gradio: pip install -c constraints.txt -e '.[app]' "
-                          "(make test and make demo install it)") from e
+        raise MissingExtraError(f"the web demos need Gradio ({e}): pip install -c constraints.txt -e '.[app]' "
+                                "(make test and make demo install it)") from e
     return gradio
 
 

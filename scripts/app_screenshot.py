@@ -67,8 +67,8 @@ def _upload(page, path: Path) -> None:
         page.locator("input[type=file]").first.set_input_files(str(path))
 
 
-def drive_t2v(browser, url: str, prompt: str, png: Path, recaption: bool, check_errors: bool) -> dict:
-    """Type ``prompt``, click Generate, wait until every video has a decoded frame; screenshot."""
+def drive_t2v(browser, url: str, prompt: str, png: Path, recaption: bool, check_errors: bool, models: int = 1) -> dict:
+    """Type ``prompt``, click Generate, wait until the ``models`` videos each have a decoded frame; screenshot."""
     page = browser.new_page(viewport={"width": WIDTH, "height": 900})
     page.goto(url)
     generate = page.get_by_role("button", name="Generate")
@@ -92,10 +92,9 @@ def drive_t2v(browser, url: str, prompt: str, png: Path, recaption: bool, check_
         for (const m of document.body.innerText.matchAll(/\S+: step \d+\/\d+/g)) window.seenSteps.add(m[0]);
     }).observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
     generate.click()
-    n = page.locator("video").count()
     page.wait_for_function(
-        "n => { const v = [...document.querySelectorAll('video')]; return v.length >= n && n > 0 && "
-        "v.every(x => x.readyState >= 2 && x.videoWidth > 0); }", arg=max(n, 1), timeout=TIMEOUT_MS)
+        "n => { const v = [...document.querySelectorAll('video')]; return v.length >= n && "
+        "v.every(x => x.readyState >= 2 && x.videoWidth > 0); }", arg=models, timeout=TIMEOUT_MS)
     page.get_by_text(re.compile(r"videos? of \d+ frames")).wait_for()
     shown["videos"] = page.evaluate("[...document.querySelectorAll('video')].map(v => [v.videoWidth, v.videoHeight])")
     shown["sent_prompt"] = page.get_by_label("Prompt sent to the model").input_value()
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             t = time.time()
             report["t2v"] = drive_t2v(browser, t2v_url, a.prompt or demo_prompt(a.model[0]), a.out / "app-t2v.png",
-                                      a.recaption, a.check_errors)
+                                      a.recaption, a.check_errors, models=len(a.model))
             report["t2v"]["seconds"] = round(time.time() - t, 1)
             t = time.time()
             report["captioner"] = drive_captioner(browser, cap_url, a.clip or demo_clip(work / "clip"),

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,10 +146,11 @@ def training_fps(model_dir: str | Path) -> float:
 
 
 def recaption_prompts(model_dir: str | Path, prompts: list[str], captioner: str | Path,
-                      num_frames: int | None = None) -> list[str]:
+                      num_frames: int | None = None, backends: dict[str, Any] | None = None) -> list[str]:
     """Short prompts → the dense caption style the model was trained on, by a captioner in re-caption mode
     (a captioner config or preset name, or a trained captioner folder: ``captioner train``'s ``model/``),
-    for a video of the model's length (``num_frames``, default its sample frames, at its training fps)."""
+    for a video of the model's length (``num_frames``, default its sample frames, at its training fps).
+    ``backends``: built captioner backends by ``str(captioner)``, reused and filled (an app's cache: a VLM loads once)."""
     from captioner.config import build_backend, load_captioner_config
     from captioner.modes import recaption
     from captioner.prompting import PromptSet
@@ -159,7 +161,12 @@ def recaption_prompts(model_dir: str | Path, prompts: list[str], captioner: str 
             raise FileNotFoundError(f"{model_dir}: no transformer/config.json; is it a t2v pipeline folder?")
         num_frames = int(json.loads(tcfg.read_text())["sample_frames"])
     ccfg = load_captioner_config(captioner)
-    return recaption(prompts, build_backend(ccfg.backend), duration=num_frames / training_fps(model_dir),
+    backend = backends.get(str(captioner)) if backends is not None else None
+    if backend is None:
+        backend = build_backend(ccfg.backend)
+        if backends is not None:
+            backends[str(captioner)] = backend
+    return recaption(prompts, backend, duration=num_frames / training_fps(model_dir),
                      prompts=PromptSet(ccfg.run.prompts))
 
 

@@ -56,6 +56,8 @@ def frame_range(models: list[Model], max_frames: int | None) -> tuple[int, int]:
     """The frame counts every model can make: ``(lowest, highest)``. A Latte model makes exactly its trained
     count; a Wan model any count up to ``max_frames`` (default :data:`FRAMES_OVER_TRAINING` × its trained
     count) and its 3D RoPE's reach."""
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames: {max_frames} is not a frame count >= 1")
     lo, hi = 1, 10**9
     for m in models:
         tc = m.pipe.transformer.config
@@ -64,7 +66,7 @@ def frame_range(models: list[Model], max_frames: int | None) -> tuple[int, int]:
             continue
         dit = m.pipe.transformer.dit.config
         rope = int(dit.rope_max_seq_len) * int(dit.patch_size[0]) * m.pipe.video_vae.temporal_factor
-        hi = min(hi, rope, max_frames or FRAMES_OVER_TRAINING * m.trained_frames)
+        hi = min(hi, rope, max_frames if max_frames is not None else FRAMES_OVER_TRAINING * m.trained_frames)
     if lo > hi:
         raise ValueError(f"--model: no frame count suits every model ({', '.join(m.name for m in models)}): "
                          "serve the Latte models on their own")
@@ -83,6 +85,7 @@ class T2VDemo:
         self.default_frames = min(max(models[0].trained_frames, self.frames[0]), self.frames[1])
         self.default_steps, self.default_guidance = sample_settings(models[0].path, None, None)
         self.out = Path(tempfile.mkdtemp(prefix="t2v-serve-"))  # each model's last video per seed
+        self._backends: dict[str, Any] = {}  # re-captioning backends, built on first use
 
     def token_info(self, prompt: str) -> str:
         """Markdown: the prompt's token count by each model's own tokenizer, and how it is encoded."""
@@ -110,8 +113,11 @@ class T2VDemo:
             if enc.max_tokens is not None and n > enc.max_tokens:
                 raise ValueError(f"Prompt: {n} tokens, over {m.name}'s cap of {enc.max_tokens} (text.max_tokens); "
                                  "this app never cuts a prompt: shorten it")
+        for name, value in (("Frames", frames), ("Steps", steps), ("Guidance", guidance), ("Seed", seed)):
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"{name}: {value!r} is not a number")
         lo, hi = self.frames
-        if frames is None or frames != int(frames) or not lo <= frames <= hi:
+        if frames != int(frames) or not lo <= frames <= hi:
             raise ValueError(f"Frames: {frames!r} is not a whole number from {lo} to {hi}, what this app makes with "
                              f"{', '.join(m.name for m in self.models)} (trained on {self.models[0].trained_frames}; "
                              "`t2v serve --max-frames N` allows more)")
@@ -120,12 +126,12 @@ class T2VDemo:
             if (int(frames) - 1) % tf:
                 raise ValueError(f"Frames: {frames!r}: {m.name}'s VAE makes 1 + a multiple of {tf} frames "
                                  f"(e.g. {1 + (int(frames) - 1) // tf * tf} or {1 + -(-(int(frames) - 1) // tf) * tf})")
-        if steps is None or steps != int(steps) or not 1 <= steps <= MAX_STEPS:
+        if steps != int(steps) or not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"Steps: {steps!r} is not a whole number from 1 to {MAX_STEPS}")
-        if guidance is None or not guidance >= 0:
+        if not guidance >= 0:
             raise ValueError(f"Guidance: {guidance!r} is not a number >= 0 (1 or less: no guidance)")
-        if seed is None or seed != int(seed) or seed < 0:
-            raise ValueError(f"Seed: {seed!r} is not a whole number >= 0")
+        if seed != int(seed) or not 0 <= seed < 2**63:
+            raise ValueError(f"Seed: {seed!r} is not a whole number from 0 to 2**63 - 1")
         return int(steps), int(seed), int(frames)
 
     def recaption(self, prompt: str, captioner: str, frames: int) -> str:
@@ -133,7 +139,8 @@ class T2VDemo:
 
         if captioner not in self.captioners:
             raise ValueError(f"Captioner: {captioner!r} is not one of this app's: {', '.join(self.captioners)}")
-        return recaption_prompts(self.models[0].path, [prompt], self.captioners[captioner], frames)[0]
+        return recaption_prompts(self.models[0].path, [prompt], self.captioners[captioner], frames,
+                                 backends=self._backends)[0]
 
     def generate(self, prompt: str, negative: str | None, steps: int, guidance: float, seed: int, frames: int,
                  on_step=None) -> list[tuple[Path, Path]]:

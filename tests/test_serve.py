@@ -5,6 +5,7 @@ input), and in headless Chromium (scripts/app_screenshot.py: the pages show thei
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,32 @@ def test_t2v_serve_progress_reports_every_step_of_every_model(t2v_demo):
     seen = []
     t2v_demo.generate("a red circle", None, 3, 1.0, 0, 4, on_step=lambda k, i, n: seen.append((k, i, n)))
     assert seen == [(k, i, 3) for k in (0, 1) for i in range(3)]
+
+
+@pytest.mark.parametrize("steps, guidance, seed, frames, message", [
+    (float("nan"), 3.0, 0, 4, "Steps: nan is not a number"),
+    (2, float("inf"), 0, 4, "Guidance: inf is not a number"),
+    (2, 3.0, 0, float("inf"), "Frames: inf is not a number"),
+    (2, 3.0, 2**64, 4, "Seed: 18446744073709551616 is not a whole number from 0 to 2**63 - 1"),
+])
+def test_t2v_non_numbers_and_huge_seeds_are_named(t2v_demo, steps, guidance, seed, frames, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        t2v_demo.check("a red circle", steps, guidance, seed, frames)
+
+
+def test_t2v_max_frames_below_one_is_refused_and_recaptioning_loads_its_captioner_once(t2v_demo, pipeline_dir,
+                                                                                        monkeypatch):
+    from t2v.serve import T2VDemo, load_models
+
+    with pytest.raises(ValueError, match=r"^--max-frames: 0 is not a frame count >= 1"):
+        T2VDemo(load_models([pipeline_dir], ["a"]), {"oracle": "oracle"}, max_frames=0)
+    import captioner.config
+
+    built = []
+    real = captioner.config.build_backend
+    monkeypatch.setattr(captioner.config, "build_backend", lambda cfg: built.append(cfg) or real(cfg))
+    first = t2v_demo.recaption("a big orange circle moving", "oracle", 4)
+    assert t2v_demo.recaption("a big orange circle moving", "oracle", 4) == first and len(built) == 1
 
 
 def test_t2v_frames_suit_a_vae_that_compresses_time(t2v_demo, monkeypatch):

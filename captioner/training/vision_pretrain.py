@@ -132,6 +132,9 @@ def whiten_projector(model, pixels: dict[str, torch.Tensor], floor: float = 1e-3
     mu = y.mean(0)
     lam, vec = torch.linalg.eigh(torch.cov(y.T))
     lam = lam.clamp(min=0)
+    if float(lam.max()) <= 0:
+        raise ValueError(f"{type(model).__name__}: its visual tokens do not vary over these {n} images; "
+                         "there is nothing to whiten")
     w = vec @ torch.diag(lam.mean().sqrt() / (lam + floor * float(lam.max())).sqrt()) @ vec.T  # (D, D)
     if layer.bias is None:
         raise ValueError(f"{type(model).__name__}: the projector's last linear layer has no bias to centre with")

@@ -1,8 +1,8 @@
 """Video quality you can see, read by the detector: jitter, fragments, background drift, shape flips.
 
 VBench's flicker (one mean frame difference) hides most of what a synthworld video does wrong frame
-by frame. These four figures name the defects one by one; each is 0 for a perfect video (the true
-scene rendered), and lower is better:
+by frame. These four figures name the defects one by one; each is about 0 for a perfect video (the
+true scene rendered: jitter < 0.1 px, the others 0), and lower is better:
 
 - :func:`track_jitter` — how far an object's detected centre strays from a constant-velocity path,
   in pixels of the video (RMS);
