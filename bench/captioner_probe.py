@@ -60,19 +60,31 @@ def visual_tokens(model_dir: Path, pixels: dict[str, torch.Tensor], batch: int =
     return tokens.flatten(1) if flat else tokens
 
 
+def labelled_rows(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_test: list, what: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list]:
+    """``(x_train, y_train, x_test, y_test, classes)`` of the labelled rows, labels as class indices: rows
+    labelled None, and held-out rows of a class no training row has, are left out."""
+    keep_tr = [i for i, y in enumerate(y_train) if y is not None]
+    classes = sorted({y_train[i] for i in keep_tr})
+    keep_te = [i for i, y in enumerate(y_test) if y in classes]
+    if len(classes) < 2 or not keep_te:
+        raise ValueError(f"{what} needs two classes and a held-out record; got {classes} and {len(keep_te)}")
+    index = {c: k for k, c in enumerate(classes)}
+    return (x_train[keep_tr], torch.tensor([index[y_train[i]] for i in keep_tr]), x_test[keep_te],
+            torch.tensor([index[y_test[i]] for i in keep_te]), classes)
+
+
+def scores(acc: float, acc_train: float, y_test: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """A fitted classifier's record: held-out and train accuracy, the held-out majority-class rate, n."""
+    majority = float(torch.bincount(y_test, minlength=num_classes).max()) / len(y_test)
+    return {"heldout": round(acc, 3), "train": round(acc_train, 3), "chance": round(majority, 3), "n": len(y_test)}
+
+
 def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_test: list, steps: int = 500,
                  lr: float = 1e-2, l2: float = 1e-3, seed: int = 0) -> dict[str, float]:
     """Multinomial logistic regression on standardised features (full batch, Adam); records whose label is
     None are left out. Returns held-out accuracy, train accuracy and the held-out majority-class rate."""
-    keep_tr = [i for i, y in enumerate(y_train) if y is not None]
-    keep_te = [i for i, y in enumerate(y_test) if y is not None and y in set(y_train)]
-    classes = sorted({y_train[i] for i in keep_tr})
-    if len(classes) < 2 or not keep_te:
-        raise ValueError(f"linear probe needs two classes and a held-out record; got {classes} and {len(keep_te)}")
-    index = {c: k for k, c in enumerate(classes)}
-    xtr, xte = x_train[keep_tr], x_test[keep_te]
-    ytr = torch.tensor([index[y_train[i]] for i in keep_tr])
-    yte = torch.tensor([index[y_test[i]] for i in keep_te])
+    xtr, ytr, xte, yte, classes = labelled_rows(x_train, y_train, x_test, y_test, "a linear probe")
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     g = torch.Generator().manual_seed(seed)
@@ -87,8 +99,7 @@ def linear_probe(x_train: torch.Tensor, y_train: list, x_test: torch.Tensor, y_t
     with torch.no_grad():
         acc = float(((xte @ w + b).argmax(1) == yte).float().mean())
         acc_tr = float(((xtr @ w + b).argmax(1) == ytr).float().mean())
-    majority = float(torch.bincount(yte, minlength=len(classes)).max()) / len(yte)
-    return {"heldout": round(acc, 3), "train": round(acc_tr, 3), "chance": round(majority, 3), "n": len(yte)}
+    return scores(acc, acc_tr, yte, len(classes))
 
 
 def explained_variance(x: torch.Tensor, labels: list) -> float:

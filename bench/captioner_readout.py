@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from captioner_probe import add_data_arguments, labelled_grids, visual_tokens  # noqa: E402
+from captioner_probe import add_data_arguments, labelled_grids, labelled_rows, scores, visual_tokens  # noqa: E402
 
 ATTRIBUTES = ("region", "direction")
 READOUTS = ("linear", "attention")
@@ -60,15 +60,7 @@ def train_readout(kind: str, x_train: torch.Tensor, y_train: list, x_test: torch
                   steps: int = 800, batch: int = 16, lr: float = 1e-3, seed: int = 0) -> dict[str, float]:
     """Fit a :class:`Readout` on ``(N, T, D)`` tokens by Adam on random batches; rows labelled None are left out.
     Returns held-out and train accuracy and the held-out majority-class rate."""
-    keep_tr = [i for i, y in enumerate(y_train) if y is not None]
-    classes = sorted({y_train[i] for i in keep_tr})
-    keep_te = [i for i, y in enumerate(y_test) if y in classes]
-    if len(classes) < 2 or not keep_te:
-        raise ValueError(f"a readout needs two classes and a held-out record; got {classes} and {len(keep_te)}")
-    index = {c: k for k, c in enumerate(classes)}
-    xtr, xte = x_train[keep_tr], x_test[keep_te]
-    ytr = torch.tensor([index[y_train[i]] for i in keep_tr])
-    yte = torch.tensor([index[y_test[i]] for i in keep_te])
+    xtr, ytr, xte, yte, classes = labelled_rows(x_train, y_train, x_test, y_test, "a readout")
     torch.manual_seed(seed)
     model = Readout(kind, xtr.shape[1], xtr.shape[2], len(classes))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -82,8 +74,7 @@ def train_readout(kind: str, x_train: torch.Tensor, y_train: list, x_test: torch
     with torch.no_grad():
         acc = float((model(xte).argmax(1) == yte).float().mean())
         acc_tr = float((model(xtr).argmax(1) == ytr).float().mean())
-    majority = float(torch.bincount(yte, minlength=len(classes)).max()) / len(yte)
-    return {"heldout": round(acc, 3), "train": round(acc_tr, 3), "chance": round(majority, 3), "n": len(yte)}
+    return scores(acc, acc_tr, yte, len(classes))
 
 
 def main(argv: list[str] | None = None) -> dict:

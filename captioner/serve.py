@@ -106,7 +106,8 @@ class CaptionDemo:
                 raise value
             if kind == "done":
                 if value["status"] != "ok":
-                    raise RuntimeError(f"Captioning {path.name} failed: {value['error']}")
+                    error = str(value["error"]).replace(str(path), path.name)  # not the server's upload folder
+                    raise RuntimeError(f"Captioning {path.name} failed: {error}")
                 state.record = value
                 yield state
                 return

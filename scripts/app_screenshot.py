@@ -67,12 +67,18 @@ def _upload(page, path: Path) -> None:
         page.locator("input[type=file]").first.set_input_files(str(path))
 
 
-def drive_t2v(browser, url: str, prompt: str, png: Path, recaption: bool, check_errors: bool, models: int = 1) -> dict:
-    """Type ``prompt``, click Generate, wait until the ``models`` videos each have a decoded frame; screenshot."""
+def _open(browser, url: str, button: str):
+    """A new page of ``url`` once its ``button`` is shown: ``(page, button locator)``."""
     page = browser.new_page(viewport={"width": WIDTH, "height": 900})
     page.goto(url)
-    generate = page.get_by_role("button", name="Generate")
-    generate.wait_for()
+    locator = page.get_by_role("button", name=button)
+    locator.wait_for()
+    return page, locator
+
+
+def drive_t2v(browser, url: str, prompt: str, png: Path, recaption: bool, check_errors: bool, models: int = 1) -> dict:
+    """Type ``prompt``, click Generate, wait until the ``models`` videos each have a decoded frame; screenshot."""
+    page, generate = _open(browser, url, "Generate")
     shown: dict = {"errors": {}}
     if check_errors:
         generate.click()  # the prompt box is still empty
@@ -110,10 +116,7 @@ def drive_t2v(browser, url: str, prompt: str, png: Path, recaption: bool, check_
 
 def drive_captioner(browser, url: str, clip: Path, png: Path, check_errors: bool) -> dict:
     """Drop ``clip`` on the Video box, click Caption, wait for the dense caption and the record; screenshot."""
-    page = browser.new_page(viewport={"width": WIDTH, "height": 900})
-    page.goto(url)
-    caption = page.get_by_role("button", name="Caption")
-    caption.wait_for()
+    page, caption = _open(browser, url, "Caption")
     shown: dict = {"errors": {}}
     if check_errors:
         caption.click()  # no video yet
