@@ -23,7 +23,7 @@ import numpy as np
 from captioner.backends.base import ChatRequest, user_request
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-PROMPT_TASKS = ("detail", "diff", "summary", "short", "fast", "clip_summary", "recaption")
+PROMPT_TASKS = ("detail", "diff", "summary", "short", "fast", "clip_summary", "recaption", "claims", "verify")
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,15 @@ class PromptSet:
     def recaption(self, prompt: str, duration: float) -> ChatRequest:
         v = {"prompt": prompt, "duration": duration}
         return self._request("recaption", [], v, v)
+
+    def claims(self, prompt: str) -> ChatRequest:
+        """A judge's text-only call: a video prompt → its atomic claims, one JSON object per line."""
+        return self._request("claims", [], {"prompt": prompt}, {"prompt": prompt})
+
+    def verify(self, caption: str, claim: str, tolerance: float) -> ChatRequest:
+        """A judge's text-only call: is ``claim`` true of the video ``caption`` describes? (yes / no)"""
+        v = {"caption": caption, "claim": claim, "tolerance": tolerance}
+        return self._request("verify", [], v, v)
 
 
 def resolve_prompts(folder: str | Path | None) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -101,6 +102,20 @@ def _moves_from_start(spec) -> bool:
     return True
 
 
+VARIED_PHRASINGS = 3  # wordings a "varied" caption draws from besides the oracle's own
+
+
+def varied_caption(spec) -> str:
+    """The dense caption as a captioner whose wording varies from clip to clip would write it: the oracle's own
+    sentences for one clip in four, otherwise one of :data:`VARIED_PHRASINGS` paraphrases (other words and clause
+    orders, every fact kept: :func:`synthworld.paraphrase.paraphrase`), chosen by the scene. A manifest's
+    ``captions.varied``; train on it with ``data.caption_field=varied``."""
+    from synthworld.paraphrase import paraphrase
+
+    k = random.Random(f"{spec.seed}:varied").randrange(VARIED_PHRASINGS + 1)
+    return captions.dense_caption(spec) if k == 0 else paraphrase(spec, 100 + k)
+
+
 def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames: int,
                 world: World | None = None, window: float = 0.0) -> dict:
     """A manifest record for a rendered scene, with the oracle's captions and the spec in meta; with
@@ -116,7 +131,8 @@ def clip_record(spec, index: int, video: str, size: int, fps: float, num_frames:
         "status": "ok",
         "error": None,
         "keyframes": captions.keyframe_captions(spec),
-        "captions": {"short": captions.short_caption(spec), "dense": captions.dense_caption(spec)},
+        "captions": {"short": captions.short_caption(spec), "dense": captions.dense_caption(spec),
+                     "varied": varied_caption(spec)},
         "meta": {"captioner": ORACLE_NAME, "prompt_version": ORACLE_VERSION, "scene": spec.to_dict(),
                  "world": asdict(world or World())},
     }
@@ -259,9 +275,15 @@ def training_world(train_manifest: str | Path | None) -> tuple[set[int] | None, 
     return seeds, World.of_manifest(train_manifest)
 
 
-def caption_for(spec, field: str) -> str:
+def caption_for(spec, field: str, phrasing: int = 1) -> str:
+    """A scene's prompt: the oracle's ``short`` or ``dense`` caption, or ``paraphrase`` (the dense caption's facts in
+    other words and clause orders, wording number ``phrasing``: :func:`synthworld.paraphrase.paraphrase`)."""
     if field == "short":
         return captions.short_caption(spec)
     if field == "dense":
         return captions.dense_caption(spec)
-    raise ValueError(f"caption_field {field!r}: held-out synthworld prompts exist for 'short' and 'dense'")
+    if field == "paraphrase":
+        from synthworld.paraphrase import paraphrase
+
+        return paraphrase(spec, phrasing)
+    raise ValueError(f"caption_field {field!r}: held-out synthworld prompts exist for 'short', 'dense' and 'paraphrase'")

@@ -8,7 +8,8 @@
                   --recaption oracle --device D --offload --vae-slicing --vae-tiling --lora DIR --lora-scale S]
     t2v plan      --config YAML [--gpus 8 --gpu-mem 80 --nodes 1] [key=value ...]
     t2v prompts   --out P.jsonl [--num-prompts 100 --train-manifest M --caption-field dense]
-    t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --recaption CAPTIONER --device D ...]
+    t2v compare   --models DIR [DIR ...] --prompts P.jsonl --out DIR [--names A B --clip CLIP_DIR --recaption CAPTIONER
+                  --variants NAME=FILE --judge CAPTIONER [--judge-claims CAPTIONER] --device D ...]
     t2v experiment [--out runs/experiment --minutes 15 --num-clips 1000 --num-prompts 100 --captioner DIR]   (`make experiment`)
     t2v demo      [--out runs/demo --num-clips 1000 --num-prompts 100]   (`make demo`)
     t2v serve     --model DIR [DIR ...] [--names A B --captioner oracle DIR --max-frames N --port P --host H]
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -135,13 +137,27 @@ def _compare(a: argparse.Namespace) -> int:
 
     steps, guidance = sample_settings(a.models[0], a.steps, a.guidance)
     rep = compare_models(a.models, a.prompts, a.out, names=a.names, steps=steps, guidance=guidance, seed=a.seed,
-                         clip=a.clip, recaption=a.recaption, gallery=a.gallery,
+                         clip=a.clip, recaption=a.recaption, judge=a.judge, judge_claims=a.judge_claims,
+                         variants=_variants(a.variants), gallery=a.gallery,
                          command="t2v " + " ".join(sys.argv[1:]), **_device(a))
     for cat in rep["categories"]:
         row = "  ".join(f"{n} {_fmt_stat(rep['metrics'][n].get(cat['key']))}" for n in rep["metrics"])
         print(f"{cat['label']:<48} {row}")
     print(f"wrote {a.out}/report.html, report.md, report.json")
     return 0
+
+
+def _variants(pairs: list[str] | None) -> dict[str, Path]:
+    """``NAME=FILE`` pairs of ``--variants`` as a dict (names distinct, files present)."""
+    out: dict[str, Path] = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"--variants {pair!r}: expected NAME=FILE with a name of letters, digits, _ . -")
+        if name in out:
+            raise ValueError(f"--variants: the name {name!r} is given twice")
+        out[name] = Path(path)
+    return out
 
 
 def _fmt_stat(s: dict | None) -> str:
@@ -153,7 +169,9 @@ def _fmt_stat(s: dict | None) -> str:
 def _prompts(a: argparse.Namespace) -> int:
     from t2v.compare.run import write_heldout_prompts
 
-    print(f"wrote {write_heldout_prompts(a.out, a.num_prompts, a.seconds, a.caption_field, a.train_manifest)}")
+    path = write_heldout_prompts(a.out, a.num_prompts, a.seconds, a.caption_field, a.train_manifest, a.phrasing,
+                                 a.scenes_from)
+    print(f"wrote {path}")
     return 0
 
 
@@ -268,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recaption", type=Path, default=None, metavar="CAPTIONER",
                    help="also run every model on the prompts re-captioned by this captioner (config, preset or "
                         "trained folder) as arm NAME+recaption: same scenes and seeds, paired differences")
+    s.add_argument("--variants", nargs="+", default=None, metavar="NAME=FILE",
+                   help="other wordings of the same scenes (t2v prompts --caption-field paraphrase): every model also "
+                        "runs on each as arm MODEL@NAME, same seeds, paired differences")
+    s.add_argument("--judge", default=None, metavar="CAPTIONER",
+                   help="a VLM judge (captioner config, preset or trained folder: hf, openai, oracle): DiffSW-captions "
+                        "every video, splits each prompt into atomic claims and checks each; per-claim-type rates "
+                        "with CIs, and agreement with the detector where prompts have scenes")
+    s.add_argument("--judge-claims", default=None, metavar="CAPTIONER",
+                   help="split the prompts into claims with this captioner instead of the judge (oracle on synthworld "
+                        "prompts: claims the detector checks too, so a model judge's agreement is measured)")
     _device_args(s)
     s.set_defaults(func=_compare)
 
@@ -282,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prompts", help="write held-out synthworld prompts (with their scenes) as JSONL")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--num-prompts", type=int, default=100)
-    s.add_argument("--caption-field", default="dense", choices=["short", "dense"], help="which oracle caption is the prompt")
+    s.add_argument("--caption-field", default="dense", choices=["short", "dense", "paraphrase"],
+                   help="the prompt: the oracle's short or dense caption, or the dense facts in other words "
+                        "(synthworld.paraphrase; --phrasing picks which wording)")
+    s.add_argument("--phrasing", type=int, default=1, help="with --caption-field paraphrase: wording 1, 2, … of the scenes")
+    s.add_argument("--scenes-from", type=Path, default=None, metavar="PROMPTS.jsonl",
+                   help="word the scenes of this prompts file instead of drawing held-out ones (same order)")
     s.add_argument("--seconds", type=float, default=4.0)
     s.add_argument("--train-manifest", type=Path, default=None, help="its scenes are excluded; its world is used")
     s.set_defaults(func=_prompts)

@@ -370,3 +370,60 @@ def test_compare_recaption_adds_an_arm_on_the_rewritten_prompts(fake_models, tmp
     assert (d["a"], d["b"]) == ("good", "good+recaption") and d["hi"] < 0
     assert "good+recaption" in (tmp_path / "rc" / "report.md").read_text()
     assert (tmp_path / "rc" / "gallery" / "001-good+recaption.gif").is_file()
+
+
+def test_compare_judge_rates_claims_and_agrees_with_the_detector(fake_models, tmp_path):
+    """`t2v compare --judge oracle`: the judge's share of true claims per type is its own group of the report (a
+    model that renders each prompt's scene near 1, one that ignores its prompt clearly lower, their paired
+    difference negative), its verdicts agree with the detector's on ≥ 90% of each type's claims, and what it
+    said is written per model (caption, claims, both verdicts)."""
+    from t2v.compare.judge import JUDGE_KEYS
+    from t2v.compare.run import compare_models, load_prompts
+
+    dirs, prompts = fake_models
+    out = tmp_path / "judged"
+    rep = compare_models([dirs["good"], dirs["ignores"]], prompts, out, gallery=1, judge="oracle")
+    keys = [c["key"] for c in rep["categories"] if c["kind"] == "judge"]
+    assert keys and set(keys) <= set(JUDGE_KEYS.values()) and {"judge_object", "judge_position"} <= set(keys)
+    good, ignores = rep["metrics"]["good"], rep["metrics"]["ignores"]
+    for k in ("judge_object", "judge_position"):
+        assert good[k]["mean"] >= 0.9 and ignores[k]["mean"] < good[k]["mean"] - 0.3, (k, good[k], ignores[k])
+        d = next(x for x in rep["differences"] if x["category"] == k)
+        assert d["hi"] < 0, d
+    for name in ("good", "ignores"):
+        ag = rep["judge"]["agreement"][name]
+        assert ag["all"]["n"] >= 50 and all(a["rate"] >= 0.9 for a in ag.values()), (name, ag)
+    assert rep["judge"]["agreement"]["ignores"]["all"]["detector_true"] < 0.6  # agreement on false claims too
+    rows = [json.loads(ln) for ln in (out / "judge" / "good.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [it.prompt for it in load_prompts(prompts)]
+    assert all(r["caption"] and r["claims"] and (out / "judge" / r["video"]).is_file() for r in rows)
+    assert {"type", "claim", "judge", "detector"} <= set(rows[0]["claims"][0])
+    md = (out / "report.md").read_text()
+    assert "claims of the prompt a VLM judge finds true" in md and "Judge vs detector on good" in md
+    assert (out / "charts" / "judge.png").is_file()
+
+
+def test_compare_variants_run_every_model_on_other_wordings_of_the_same_scenes(fake_models, tmp_path):
+    """`t2v compare --variants para=FILE`: each model also runs on the same scenes in other words (here paraphrases
+    this fake model does not know, so it shows an unrelated scene), with the same seeds, as arm MODEL@para: paired
+    differences against the original wording; a variant of other scenes is refused naming its line."""
+    from t2v.cli import _variants
+    from t2v.compare.run import compare_models, load_prompts, write_heldout_prompts
+
+    dirs, prompts = fake_models
+    para = write_heldout_prompts(tmp_path / "para.jsonl", num=8, seconds=2.0, field="paraphrase", phrasing=2)
+    assert [it.scene for it in load_prompts(para)] == [it.scene for it in load_prompts(prompts)]
+    same = write_heldout_prompts(tmp_path / "same.jsonl", 0, 0.0, field="paraphrase", phrasing=2, scenes_from=prompts)
+    assert same.read_text() == para.read_text()
+    rep = compare_models([dirs["good"]], prompts, tmp_path / "v", gallery=1, variants=_variants([f"para={para}"]))
+    assert [m["name"] for m in rep["models"]] == ["good", "good@para"] and rep["variants"] == {"para": str(para)}
+    calls = dirs["pipes"][dirs["good"]].calls
+    assert calls == [it.prompt for it in load_prompts(prompts)] + [it.prompt for it in load_prompts(para)]
+    d = {x["category"]: x for x in rep["differences"]}["colour"]
+    assert (d["a"], d["b"]) == ("good", "good@para") and d["hi"] < 0
+    other = write_heldout_prompts(tmp_path / "other.jsonl", num=8, seconds=3.0, field="paraphrase")
+    with pytest.raises(ValueError, match=r"other.jsonl:1: its scene is not the scene of line 1"):
+        compare_models([dirs["good"]], prompts, tmp_path / "bad", variants={"other": other})
+    for bad in (["para"], ["=x.jsonl"], ["a b=x.jsonl"], ["p=a", "p=b"]):
+        with pytest.raises(ValueError, match="--variants"):
+            _variants(bad)

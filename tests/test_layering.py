@@ -11,9 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("clipio", "synthworld", "captioner", "t2v")
 ALLOWED = {"clipio": set(), "synthworld": {"clipio"}, "captioner": {"clipio", "synthworld"},
            "t2v": {"clipio", "synthworld", "captioner"}}
-# t2v drives captioning only here: the experiment (captions its clips) and re-captioning prompts
-# (`t2v generate --recaption`, `t2v compare --recaption`: t2v.generate.recaption_prompts)
-T2V_USES_CAPTIONER = {"t2v/experiment.py", "t2v/generate.py"}
+# t2v drives captioning only here: the experiment (captions its clips), re-captioning prompts
+# (`t2v generate --recaption`, `t2v compare --recaption`: t2v.generate.recaption_prompts) and the VLM judge
+# (`t2v compare --judge`: a captioner captions the videos and checks the prompts' claims)
+T2V_USES_CAPTIONER = {"t2v/experiment.py", "t2v/generate.py", "t2v/compare/judge.py"}
 
 
 def project_imports(path: Path) -> set[str]:

@@ -57,7 +57,7 @@ def test_t2v_synth_cli_writes_clips_and_manifest(tmp_path):
     for rec in recs:
         assert rec["status"] == "ok" and rec["error"] is None
         assert rec["video"] == f"clips/{rec['id']}.mp4"
-        assert set(rec["captions"]) == {"short", "dense"}
+        assert set(rec["captions"]) == {"short", "dense", "varied"}
         assert rec["keyframes"][0]["t"] == 0.0
         assert [k["t"] for k in rec["keyframes"]] == sorted(k["t"] for k in rec["keyframes"])
         spec = SceneSpec.from_dict(rec["meta"]["scene"])  # the ground truth is a valid spec

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-TASKS = ("detail", "diff", "summary", "short", "fast", "clip_summary", "recaption", "chat")
+TASKS = ("detail", "diff", "summary", "short", "fast", "clip_summary", "recaption", "claims", "verify", "chat")
 
 
 @dataclass

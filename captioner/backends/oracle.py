@@ -17,6 +17,8 @@ text of earlier answers — but with rules instead of a network:
 - ``clip_summary``: the dense caption of a sub-span ``[start, end]`` from the stored list.
 - ``recaption``: a short prompt (colours, sizes, shapes, background, "moving") → a dense caption of
   a plausible scene with those objects.
+- ``claims`` / ``verify`` (a judge's text-only calls, ``t2v compare --judge``): a prompt → its atomic claims
+  as JSON lines; a video's caption and one claim → ``yes`` or ``no`` (:mod:`synthworld.score.claims`).
 
 Because it looks at pixels, it also captions generated videos. It reads the structured ``fields``
 of a request (times, earlier answers) instead of parsing the prompt prose.
@@ -24,8 +26,11 @@ of a request (times, earlier answers) instead of parsing the prompt prose.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +40,7 @@ from captioner.backends.base import ChatRequest
 from captioner.prompting import fmt_t
 from synthworld import captions
 from synthworld.detect import background_name, blob_centre, detect_frame, direction_of, estimate_background
+from synthworld.score.claims import EVENT_TOL, claims_of, read_caption, read_claim, verdict, write_claim
 from synthworld.simulate import check_inside, states_at, sub_span  # noqa: F401 (sub_span: re-exported)
 from synthworld.spec import (
     BACKGROUNDS,
@@ -115,7 +121,10 @@ def diff(prev: np.ndarray, cur: np.ndarray, t0: float, t1: float, previous: str 
     cost = np.full((max(len(a), 1), max(len(b), 1)), 10.0)
     for i, p in enumerate(a):
         for j, q in enumerate(b):
-            cost[i, j] = 2.0 * (p.shape != q.shape) + 1.0 * (p.size != q.size) + float(np.hypot(p.x - q.x, p.y - q.y))
+            # a shape read differently in the next frame is still the same object when its colour and size stay
+            # (a generated video's blob wobbles between square and circle); two changes at once are two objects
+            cost[i, j] = (1.0 * (p.shape != q.shape) + 1.0 * (p.size != q.size) + 0.5 * (p.colour != q.colour)
+                          + float(np.hypot(p.x - q.x, p.y - q.y)))
     pairs = [(i, j) for i, j in zip(*linear_sum_assignment(cost)) if i < len(a) and j < len(b) and cost[i, j] < 2.0]
     clauses = []
     dt = max(t1 - t0, 1e-6)
@@ -171,11 +180,14 @@ def read_timeline(keyframes: list[dict], duration: float) -> SceneSpec:
         name[colour] = len(objects)
         objects.append(ObjectSpec(shape, colour, _SIZE_OF_WORD[size], x, y))
     events: list[Event] = []
+    votes: dict[int, list[str]] = {i: [o.shape] for i, o in enumerate(objects)}  # shapes an object is called by
     for k, kf in enumerate(keyframes[1:], start=1):
         text = kf["caption"]
         hm = re.match(r"From ([\d.]+)s to ([\d.]+)s,", text)
         t0, t1 = (float(hm[1]), float(hm[2])) if hm else (float(keyframes[k - 1]["t"]), float(kf["t"]))
         for clause in _clauses(text):
+            if (m := re.match(rf"the ({_COL}) ({_SHP}) ", clause)) and m[1] in name:
+                votes[name[m[1]]].append(m[2])
             if m := re.match(rf"the ({_COL}) ({_SHP}) (?:starts moving|turns and moves) ({_DIR}) (\w+)", clause):
                 if m[1] in name:
                     events.append(Event(t0, name[m[1]], "move", direction=m[3], speed=SPEEDS.get(m[4], SPEEDS["slowly"])))
@@ -192,9 +204,13 @@ def read_timeline(keyframes: list[dict], duration: float) -> SceneSpec:
             elif m := re.match(rf"a (\w+) ({_COL}) ({_SHP}) appears ({_RGN})", clause):
                 x, y = REGIONS[_REGION_OF_PHRASE[m[4]]]
                 name[m[2]] = len(objects)
+                votes[len(objects)] = [m[3]]
                 objects.append(ObjectSpec(m[3], m[2], m[1] if m[1] in ("small", "large") else "small", x, y,
                                           visible=False))
                 events.append(Event(t1, name[m[2]], "appear"))
+    # the shape it is called by most often (a tie: the first): a generated blob read as a square in one key-frame
+    # and a circle in the next three is a circle
+    objects = [dataclasses.replace(o, shape=Counter(votes[i]).most_common(1)[0][0]) for i, o in enumerate(objects)]
     if not objects:
         objects.append(ObjectSpec("circle", "red", "small", 0.5, 0.5, visible=False))  # nothing seen: empty scene
     events = [e for e in events if 0 <= e.t < duration and (e.t > 0 or e.kind == "move")]
@@ -228,6 +244,20 @@ def recaption(prompt: str, duration: float = 4.0) -> str:
                 events = trial.events
                 break
     return captions.dense_caption(SceneSpec(bg, objs, events, duration=duration, seed=seed))
+
+
+# ----------------------------------------------------------------------------- a judge's text-only calls
+def judge_claims(prompt: str) -> str:
+    """A prompt → its atomic claims (:func:`synthworld.score.claims.claims_of`), one JSON object per line."""
+    facts = claims_of(prompt)
+    if len(facts) <= 1:  # the count alone: no object or event in the oracle's vocabulary
+        raise ValueError(f"claims: the oracle finds no '<colour> <shape>' object in the prompt {prompt[:80]!r}")
+    return "\n".join(json.dumps({"type": f.type, "claim": write_claim(f)}) for f in facts)
+
+
+def judge_verify(caption: str, claim: str, tol: float = EVENT_TOL) -> str:
+    """``yes`` / ``no``: is ``claim`` (the oracle's claim grammar) true of the video ``caption`` describes?"""
+    return "yes" if verdict(read_claim(claim), read_caption(caption), tol) else "no"
 
 
 # ----------------------------------------------------------------------------- the backend
@@ -272,6 +302,10 @@ class OracleBackend:
             return captions.dense_caption(read_timeline(self._grid_timeline(imgs[0], f), float(f["duration"])))
         if r.task == "recaption":
             return recaption(f["prompt"], float(f.get("duration", 4.0)))
+        if r.task == "claims":
+            return judge_claims(f["prompt"])
+        if r.task == "verify":
+            return judge_verify(f["caption"], f["claim"], float(f.get("tolerance", EVENT_TOL)))
         raise ValueError(f"the oracle backend cannot answer task {r.task!r} (it answers the captioner's tasks only)")
 
     @staticmethod

@@ -51,6 +51,14 @@ _THE = rf"\bthe (?P<colour>{_COLOUR}) (?P<shape>{_SHAPE})"
 _MOVES = re.compile(rf"{_THE} (?:{_alt(START_VERBS + TURN_VERBS)}) (?P<way>{_alt(_DIRECTION_OF_PHRASE)})(?![a-z])")
 _RECOLOURS = re.compile(rf"{_THE} (?:turns|switches to|changes colour from (?:{_COLOUR}) to) (?P<new>{_COLOUR})\b")
 _CLAUSES = (("appear", _APPEARS), ("move", _MOVES), ("colour", _RECOLOURS))
+# every event clause, for readers of whole timelines (synthworld.score.claims): an appearance may leave out
+# size and place ("a blue square appears"), and stops and disappearances are read too
+_APPEAR_ANY = re.compile(rf"\ban? (?:(?P<size>{_alt(_SIZE)}) )?(?P<colour>{_COLOUR}) (?P<shape>{_SHAPE}) "
+                         rf"(?:{_alt(APPEAR_VERBS)})(?: (?P<where>{_alt(_REGION_OF_PHRASE)}))?")
+_STOPS = re.compile(rf"{_THE} (?:stops|comes to a halt)\b")
+_VANISHES = re.compile(rf"{_THE} (?:disappears|vanishes)\b")
+_CLAUSES_ALL = (("appear", _APPEAR_ANY), ("move", _MOVES), ("colour", _RECOLOURS), ("stop", _STOPS),
+                ("disappear", _VANISHES))
 _BACKGROUND = re.compile(rf"\b(?P<bg>{_alt(BACKGROUNDS)}) (?:background|backdrop)\b")
 
 

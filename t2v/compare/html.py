@@ -152,7 +152,7 @@ def _scores(scores: dict | None, cats: dict[str, dict]) -> str:
         tip = escape(cat.get("label", key))
         if value is None:
             chips.append(f'<span title="{tip}">{escape(key)} {DASH}</span>')
-        elif cat.get("kind") == "rate" and value in (0, 1):
+        elif cat.get("kind") in ("rate", "judge") and value in (0, 1):
             chips.append(f'<span class="{"ok" if value else "no"}" title="{tip}">{escape(key)} {"✓" if value else "✗"}</span>')
         else:
             shown = f"{value:.3g}" if isinstance(value, (int, float)) else str(value)

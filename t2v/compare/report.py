@@ -21,12 +21,16 @@ log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("models", "categories", "metrics")
 # rate: a hit rate in [0, 1]; quality: a score on its own scale (flicker, CLIP); defect: how much of a visible
-# defect a video has (lower is better, 0 = none), shown as its own group of the table and its own chart
-KINDS = ("rate", "quality", "defect")
-AGGREGATE_CHARTS = ("rates", "quality", "defects")  # charts/<name>.png; a category key may not take these names
+# defect a video has (lower is better, 0 = none); judge: the share of a prompt's claims of one type a VLM judge
+# finds true (t2v compare --judge). Defects and judge rates are their own groups of the table and their own charts
+KINDS = ("rate", "quality", "defect", "judge")
+AGGREGATE_CHARTS = ("rates", "quality", "defects", "judge")  # charts/<name>.png; a category key may not take these
 DEFECT_GROUP = "video quality read by the detector (↓ lower is better, 0 = no defect)"
+JUDGE_GROUP = "claims of the prompt a VLM judge finds true (share per claim type)"
+GROUPS = {"defect": DEFECT_GROUP, "judge": JUDGE_GROUP}
 CHART_TITLES = {"rates": "prompt-following rates per category", "quality": "video quality",
-                "defects": "video quality read by the detector (lower is better)"}
+                "defects": "video quality read by the detector (lower is better)",
+                "judge": "claims found true by the VLM judge"}
 DASH = "–"
 # what the usual reference rows mean; other reference names are shown without an explanation
 REFERENCE_HELP = {
@@ -56,7 +60,7 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``report.html`` and ``charts/*.png`` into ``out_dir``.
 
     ``report`` holds ``models`` (list of ``{"name", "path", "caption_field"}``), ``categories`` (list of
-    ``{"key", "label", "kind": "rate" | "quality" | "defect", "lower_is_better"?}``) and ``metrics`` (model name ->
+    ``{"key", "label", "kind": "rate" | "quality" | "defect" | "judge", "lower_is_better"?}``) and ``metrics`` (model name ->
     category key -> ``{"mean", "lo", "hi", "n"}``), and optionally ``title``, ``created``, ``command``,
     ``settings``, ``reference`` (name -> category key -> stats), ``differences`` (``{"a", "b", "category",
     "mean", "lo", "hi"}``, B − A), ``notes`` and ``gallery`` (``{"prompt", "videos": {model: relative
@@ -141,7 +145,7 @@ def fmt(x: float | None, kind: str, signed: bool = False) -> str:
     """Rates with two decimals; quality scores (any scale) with three significant digits."""
     if x is None:
         return DASH
-    spec = ".2f" if kind == "rate" else ".3g"
+    spec = ".2f" if kind in ("rate", "judge") else ".3g"
     return format(x, ("+" if signed else "") + spec)
 
 
@@ -157,14 +161,14 @@ def label(cat: dict) -> str:
 
 def metrics_table(report: dict) -> Table:
     """Rows = categories; columns = models, then reference rows, then n (per model when they differ).
-    The defects follow under their own group heading (a one-cell row)."""
+    The defects and the judge's rates follow under their own group headings (one-cell rows)."""
     names = [m["name"] for m in report["models"]]
     refs = report.get("reference") or {}
     rows: list[list[Cell]] = []
     for cat in report["categories"]:
         key, kind = cat["key"], cat["kind"]
-        if kind == "defect" and [Cell(DEFECT_GROUP)] not in rows:
-            rows.append([Cell(DEFECT_GROUP)])
+        if kind in GROUPS and [Cell(GROUPS[kind])] not in rows:
+            rows.append([Cell(GROUPS[kind])])
         stats = [stat(report["metrics"].get(n), key) for n in names]
         means = [s["mean"] for s in stats if s]
         best = (min if cat.get("lower_is_better") else max)(means) if len(means) >= 2 and len(set(means)) > 1 else None
@@ -275,11 +279,12 @@ def write_charts(report: dict, chart_dir: Path) -> dict[str, str]:
 
     chart_dir.mkdir(parents=True, exist_ok=True)
     charts: dict[str, str] = {}
-    rates = [c for c in report["categories"] if c["kind"] == "rate"]
-    if rates:
-        fig = Figure(figsize=(max(6.5, 1.15 * len(rates) + 2.5), 4.2), dpi=110, layout="constrained")
-        _grouped_rates(fig.add_subplot(), report, rates)
-        save(fig, "rates")
+    for kind, name in [("rate", "rates"), ("judge", "judge")]:
+        rates = [c for c in report["categories"] if c["kind"] == kind]
+        if rates:
+            fig = Figure(figsize=(max(6.5, 1.15 * len(rates) + 2.5), 4.2), dpi=110, layout="constrained")
+            _grouped_rates(fig.add_subplot(), report, rates)
+            save(fig, name)
     for kind, name in [("quality", "quality"), ("defect", "defects")]:
         cats = [c for c in report["categories"] if c["kind"] == kind]
         if cats:
@@ -341,9 +346,9 @@ def _category(ax, report: dict, cat: dict) -> None:
     names = [m["name"] for m in report["models"]]
     mean, err = _errors([stat(report["metrics"].get(n), cat["key"]) for n in names])
     x, colors = np.arange(len(names)), [f"C{i}" for i in range(len(names))]
-    if cat["kind"] in ("rate", "defect"):  # both start from 0: no hits, no defect
+    if cat["kind"] in ("rate", "judge", "defect"):  # all start from 0: no hits, no defect
         ax.bar(x, np.nan_to_num(mean), 0.6, yerr=err, capsize=3, color=colors, error_kw={"elinewidth": 1})
-        if cat["kind"] == "rate":
+        if cat["kind"] != "defect":
             ax.set_ylim(0, 1.05)
     else:  # quality scores live on their own scales (flicker ~0.97, CLIP ~0.3): no zero baseline
         for i in np.flatnonzero(~np.isnan(mean)):

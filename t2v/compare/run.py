@@ -36,6 +36,7 @@ from synthworld.detect import Detection, detect_video
 from synthworld.score import SCENE_CATEGORIES, scene_following
 from synthworld.score.video_quality import VIDEO_QUALITY, video_quality
 from synthworld.spec import SceneSpec
+from t2v.compare.judge import JUDGE_KEYS, agreement_note, judge_categories
 from t2v.compare.metrics import (
     bootstrap_ci,
     chance_rates,
@@ -88,15 +89,24 @@ def load_prompts(path: str | Path) -> list[PromptItem]:
 
 
 def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str = "dense",
-                          train_manifest: str | Path | None = None) -> Path:
-    """``num`` held-out synthworld scenes (never in ``train_manifest``; its world) with their captions."""
+                          train_manifest: str | Path | None = None, phrasing: int = 1,
+                          scenes_from: str | Path | None = None) -> Path:
+    """``num`` held-out synthworld scenes (never in ``train_manifest``; its world) with their captions
+    (``field``: short, dense, or paraphrase with wording ``phrasing``); the same scenes whatever the field.
+    ``scenes_from``: the scenes of that prompts file instead, in its order (another wording of a prompt set)."""
     from synthworld.dataset import caption_for, heldout_specs, training_world
 
+    if scenes_from is not None:
+        specs = [it.scene for it in load_prompts(scenes_from)]
+        if any(s is None for s in specs):
+            raise ValueError(f"--scenes-from {scenes_from}: line {specs.index(None) + 1} has no scene")
+    else:
+        specs = heldout_specs(num, seconds, *training_world(train_manifest))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as f:
-        for spec in heldout_specs(num, seconds, *training_world(train_manifest)):
-            f.write(json.dumps({"prompt": caption_for(spec, field), "scene": spec.to_dict()}) + "\n")
+        for spec in specs:
+            f.write(json.dumps({"prompt": caption_for(spec, field, phrasing), "scene": spec.to_dict()}) + "\n")
     return out
 
 
@@ -117,13 +127,25 @@ class ModelRun:
 def compare_models(models: list[str | Path], prompts: str | Path, out: str | Path, names: list[str] | None = None,
                    steps: int = 20, guidance: float = 5.0, seed: int = 0, clip: str | None = None,
                    gallery: int = 12, command: str = "", device: str | None = "cpu",
-                   recaption: str | Path | None = None, **load: bool) -> dict:
+                   recaption: str | Path | None = None, judge: str | Path | None = None,
+                   judge_claims: str | Path | None = None, variants: dict[str, str | Path] | None = None,
+                   **load: bool) -> dict:
     """Generate, score and report. Returns the report dict (also written to ``out/report.json``).
 
     ``recaption`` (a captioner config, preset or trained folder): every model also runs on the prompts that
     captioner re-captions (``t2v generate --recaption``), as the arm ``NAME+recaption``: same scenes, same
     seeds, so the paired difference is what re-captioning buys. The rewritten prompts are in
     ``out/prompts-recaptioned.jsonl`` and the report.
+
+    ``variants`` (name -> prompts file): every model also runs on each file's prompts — the same scenes in the same
+    order, in other words (``t2v prompts --caption-field paraphrase``) — as the arm ``NAME@VARIANT``, same seeds:
+    the paired difference is what the wording costs. With ``recaption``, each variant is re-captioned too.
+
+    ``judge`` (a captioner config, preset or trained folder): a VLM judge checks each prompt's atomic claims
+    against its DiffSW caption of every video (:mod:`t2v.compare.judge`); its per-claim-type rates join the
+    report, and where prompts have scenes, its agreement with the detector. A re-captioned arm is judged on the
+    claims of the original prompt. ``judge_claims``: another captioner splits the prompts into claims (``oracle``
+    on synthworld prompts: claims the detector can check, so a model judge's agreement is measured).
 
     One model is a plain evaluation (its scores with chance and ceiling, no differences). ``device`` (None:
     CUDA when present) and ``load`` (offload, vae_slicing, vae_tiling) as :func:`t2v.generate.load_pipeline`;
@@ -135,6 +157,11 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     items = load_prompts(prompts)
     names = model_names(models, names)
     (out / "gallery").mkdir(parents=True, exist_ok=True)
+    judge_ = None
+    if judge:  # built first: a config that does not load fails before any video is made
+        from t2v.compare.judge import Judge
+
+        judge_ = Judge(judge, claims_config=judge_claims)
     scorer = None
     if clip:
         from t2v.compare.metrics import ClipScorer
@@ -144,7 +171,9 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     keys = ((list(SCENE_CATEGORIES) if has_scenes else []) + ["flicker"] + (["clip_score"] if scorer else [])
             + (list(VIDEO_QUALITY) if has_scenes else []))
 
-    rewritten: list[PromptItem] | None = None
+    # the prompt sets every model runs on: the prompts, then each variant (same scenes, other words)
+    sets = {"": items} | {f"@{v}": _variant(items, v, path) for v, path in (variants or {}).items()}
+    rewritten: dict[str, list[PromptItem]] = {}
 
     # 2. every model (and arm), the same prompts and seeds
     runs: dict[str, ModelRun] = {}
@@ -153,16 +182,31 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     for name, model in zip(names, models):
         pipe, fps = load_pipeline(model, device, **load), training_fps(model)
         first_pipe = first_pipe or (pipe, fps)
-        runs[name] = _run_model(pipe, fps, name, items, out / "gallery", steps, guidance, seed, gallery, scorer)
-        arm_models.append(model)
-        if recaption and rewritten is None:  # once, for the first model's video length
-            rewritten = _recaptioned(model, items, recaption, out, pipe.transformer.config.sample_frames)
-        if rewritten is not None:
-            arm = f"{name}+recaption"
-            runs[arm] = _run_model(pipe, fps, arm, rewritten, out / "gallery", steps, guidance, seed, gallery, scorer)
+        for tag, its in sets.items():
+            runs[name + tag] = _run_model(pipe, fps, name + tag, its, out / "gallery", steps, guidance, seed, gallery,
+                                          scorer)
             arm_models.append(model)
+            if recaption and tag not in rewritten:  # once, for the first model's video length
+                rewritten[tag] = _recaptioned(model, its, recaption, out, pipe.transformer.config.sample_frames,
+                                              f"prompts{tag.replace('@', '-')}-recaptioned.jsonl")
+            if recaption:
+                arm = f"{name}{tag}+recaption"
+                runs[arm] = _run_model(pipe, fps, arm, rewritten[tag], out / "gallery", steps, guidance, seed, gallery,
+                                       scorer)
+                arm_models.append(model)
         del pipe
     names, models = list(runs), arm_models
+    judge_section = None
+    if judge_ is not None:  # claims of the original prompts, for every arm
+        from t2v.compare.judge import judge_models
+
+        jrows, judge_section = judge_models(judge_, [it.prompt for it in items], {n: runs[n].videos for n in names},
+                                            {n: runs[n].dets for n in names},
+                                            {n: runs[n].settings["fps"] for n in names}, out)
+        for n in names:
+            for row, jr in zip(runs[n].rows, jrows[n]):
+                row.update(jr)
+        keys += sorted({k for n in names for r in jrows[n] for k in r}, key=list(JUDGE_KEYS.values()).index)
 
     # 3. references: chance (deranged scenes) and ceiling (true scenes through the VAE)
     metrics = {n: _stats(runs[n].rows, keys) for n in names}
@@ -182,18 +226,24 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
         "metrics": metrics,
         "reference": reference,
         "differences": diffs,
-        "notes": _notes(fd) + _steps_note(names, models),
+        "notes": _notes(fd) + _steps_note(names, models) + (agreement_note(judge_section) if judge_section else []),
         "gallery": [{"prompt": it.prompt, "videos": {n: f"gallery/{k:03d}-{n}.gif" for n in names},
-                     "scores": {n: {c: runs[n].rows[k].get(c) for c in (*SCENE_CATEGORIES, *VIDEO_QUALITY)
+                     "scores": {n: {c: runs[n].rows[k].get(c) for c in (*SCENE_CATEGORIES, *VIDEO_QUALITY, *JUDGE_KEYS.values())
                                     if runs[n].rows[k].get(c) is not None} for n in names}}
                     for k, it in enumerate(items[:gallery])],
     }
     if fd:
         report["frechet_clip_distance"] = fd
-    if rewritten is not None:
-        report["recaption"] = {"captioner": str(recaption), "prompts": [it.prompt for it in rewritten]}
+    if judge_section:
+        report["judge"] = judge_section
+    if rewritten:
+        report["recaption"] = {"captioner": str(recaption), "prompts": [it.prompt for it in rewritten[""]]}
         report["notes"].append(f"*NAME+recaption*: the same model on the prompts re-captioned by {recaption} "
-                               "({out / 'prompts-recaptioned.jsonl'}), same scenes and seeds.")
+                               f"({out / 'prompts-recaptioned.jsonl'}), same scenes and seeds.")
+    if variants:
+        report["variants"] = {v: str(p) for v, p in variants.items()}
+        report["notes"].append("*NAME@VARIANT*: the same model on another wording of the same scenes ("
+                               + ", ".join(f"{v}: {p}" for v, p in variants.items()) + "), same seeds.")
     write_report(report, out)
     from t2v.training.card import add_evaluation
 
@@ -202,16 +252,28 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     return report
 
 
+def _variant(items: list[PromptItem], name: str, path: str | Path) -> list[PromptItem]:
+    """Prompt set ``name`` from ``path``: the same scenes as ``items``, in the same order (checked)."""
+    its = load_prompts(path)
+    if len(its) != len(items):
+        raise ValueError(f"--variants {name}={path}: {len(its)} prompts, but --prompts has {len(items)}; a variant "
+                         "words the same scenes in the same order")
+    for k, (a, b) in enumerate(zip(items, its), 1):
+        if (a.scene.to_dict() if a.scene else None) != (b.scene.to_dict() if b.scene else None):
+            raise ValueError(f"--variants {name}={path}:{k}: its scene is not the scene of line {k} of --prompts")
+    return its
+
+
 def _recaptioned(model: str | Path, items: list[PromptItem], captioner: str | Path, out: Path,
-                 num_frames: int) -> list[PromptItem]:
+                 num_frames: int, filename: str = "prompts-recaptioned.jsonl") -> list[PromptItem]:
     """The prompts re-captioned for ``model``'s video length, each with its scene; written to
-    ``out/prompts-recaptioned.jsonl`` (``{"prompt", "original", "scene"}``)."""
+    ``out/FILENAME`` (``{"prompt", "original", "scene"}``)."""
     from t2v.generate import recaption_prompts
 
     texts = recaption_prompts(model, [it.prompt for it in items], captioner, num_frames)
     rewritten = [PromptItem(t, it.scene) for t, it in zip(texts, items)]
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "prompts-recaptioned.jsonl", "w") as f:
+    with open(out / filename, "w") as f:
         for it, new in zip(items, rewritten):
             f.write(json.dumps({"prompt": new.prompt, "original": it.prompt,
                                 "scene": it.scene.to_dict() if it.scene else None}) + "\n")
@@ -312,7 +374,7 @@ def _categories(keys: list[str]) -> list[dict]:
         cats.append({"key": "clip_score", "label": "CLIP score", "kind": "quality"})
     cats += [{"key": k, "label": DEFECT_LABELS[k], "kind": "defect", "lower_is_better": True}
              for k in VIDEO_QUALITY if k in keys]
-    return cats
+    return cats + judge_categories(keys)
 
 
 def _caption_field(model: str | Path) -> str | None:
