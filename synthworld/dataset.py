@@ -27,6 +27,7 @@ from synthworld import captions
 from synthworld.generate import random_scene
 from synthworld.render import render
 from synthworld.simulate import sub_span
+from synthworld.spec import COLOURS, DIRECTIONS, SHAPES
 
 log = logging.getLogger(__name__)
 ORACLE_NAME = "synthworld-oracle"
@@ -65,14 +66,34 @@ class World:
     max_objects: int = 3
     max_events: int = 3
     moving_start: bool = False
+    # compositional generalisation: "colour shape direction" combinations (an object of that colour at the start
+    # and that shape, moving that way at some point) that ``combos="seen"`` scenes never hold and ``"unseen"``
+    # scenes always do (at least one object); recorded in every manifest record's meta.world
+    holdout: tuple[str, ...] = ()
+    combos: str = "seen"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "holdout", tuple(self.holdout))  # a list when read back from JSON
+        if self.combos not in ("seen", "unseen"):
+            raise ValueError(f"World.combos {self.combos!r}: use 'seen' or 'unseen'")
+        for c in self.holdout:
+            parts = c.split()
+            if len(parts) != 3 or parts[0] not in COLOURS or parts[1] not in SHAPES or parts[2] not in DIRECTIONS:
+                raise ValueError(f"World.holdout {c!r}: expected 'colour shape direction', e.g. 'red circle left'")
+        if self.combos == "unseen" and not self.holdout:
+            raise ValueError("World.combos 'unseen' needs held-out combinations (World.holdout)")
 
     def scene(self, seed: int, duration: float):
-        for k in range(1000 if self.moving_start else 1):
+        filtered = self.moving_start or self.holdout
+        for k in range(1000 if filtered else 1):
             spec = random_scene(seed + 7919 * k, duration=duration, max_objects=self.max_objects,
                                 max_events_per_object=self.max_events)
-            if not self.moving_start or _moves_from_start(spec):
-                return spec
-        raise RuntimeError(f"no scene with every object moving from the start in 1000 candidates of seed {seed}")
+            if self.moving_start and not _moves_from_start(spec):
+                continue
+            if self.holdout and bool(set(combinations(spec)) & set(self.holdout)) != (self.combos == "unseen"):
+                continue
+            return spec
+        raise RuntimeError(f"no scene of {self} in 1000 candidates of seed {seed}")
 
     @classmethod
     def of_manifest(cls, manifest: str | Path) -> World:
@@ -81,6 +102,29 @@ class World:
             if r["status"] == "ok":
                 return cls(**r.get("meta", {}).get("world", {}))
         raise ValueError(f"{manifest}: no ok record to read the synthworld settings from")
+
+
+def combinations(spec) -> list[str]:
+    """The scene's "colour shape direction" combinations: per object, its colour at the start (or when it
+    appears) and shape with each direction it moves in."""
+    return sorted({f"{o.colour} {o.shape} {e.direction}" for e in spec.events if e.kind == "move"
+                   for o in [spec.objects[e.obj]]})
+
+
+def holdout_combinations(num: int, seed: int = 0) -> tuple[str, ...]:
+    """``num`` colour × shape × direction combinations drawn at random (sorted), each colour, shape and direction
+    still seen in the others."""
+    import itertools
+
+    every = [" ".join(c) for c in itertools.product(COLOURS, SHAPES, DIRECTIONS)]
+    if not 0 <= num <= len(every) // 4:
+        raise ValueError(f"holdout combinations: {num} of {len(every)}; hold out at most a quarter")
+    rng = random.Random(seed)
+    while True:
+        held = set(rng.sample(every, num))
+        seen = [c.split() for c in every if c not in held]
+        if all({p[k] for p in seen} == set(vocab) for k, vocab in enumerate((COLOURS, SHAPES, DIRECTIONS))):
+            return tuple(sorted(held))
 
 
 MOVING_START_BY = 0.5  # seconds
@@ -277,13 +321,15 @@ def training_world(train_manifest: str | Path | None) -> tuple[set[int] | None, 
 
 def caption_for(spec, field: str, phrasing: int = 1) -> str:
     """A scene's prompt: the oracle's ``short`` or ``dense`` caption, or ``paraphrase`` (the dense caption's facts in
-    other words and clause orders, wording number ``phrasing``: :func:`synthworld.paraphrase.paraphrase`)."""
+    other words and clause orders, wording number ``phrasing``: :func:`synthworld.paraphrase.paraphrase`), or
+    ``paraphrase-unseen`` (the same in words no training caption uses)."""
     if field == "short":
         return captions.short_caption(spec)
     if field == "dense":
         return captions.dense_caption(spec)
-    if field == "paraphrase":
-        from synthworld.paraphrase import paraphrase
+    if field in ("paraphrase", "paraphrase-unseen"):
+        from synthworld.paraphrase import TRAINING, UNSEEN, paraphrase
 
-        return paraphrase(spec, phrasing)
-    raise ValueError(f"caption_field {field!r}: held-out synthworld prompts exist for 'short', 'dense' and 'paraphrase'")
+        return paraphrase(spec, phrasing, UNSEEN if field == "paraphrase-unseen" else TRAINING)
+    raise ValueError(f"caption_field {field!r}: held-out synthworld prompts exist for 'short', 'dense', 'paraphrase' "
+                     "and 'paraphrase-unseen'")

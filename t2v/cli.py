@@ -32,11 +32,13 @@ from clipio.cli import add_verbose, main_of
 
 
 def _synth(a: argparse.Namespace) -> int:
-    from synthworld.dataset import World, describe_dataset, write_synth_dataset
+    from synthworld.dataset import World, describe_dataset, holdout_combinations, write_synth_dataset
 
+    world = World(a.max_objects, a.max_events, a.moving_start, holdout_combinations(a.holdout_combos))
     s = write_synth_dataset(a.out, a.num_clips, seed=a.seed, size=a.size, fps=a.fps, seconds=a.seconds,
-                            world=World(a.max_objects, a.max_events, a.moving_start), workers=a.workers,
-                            window=a.window)
+                            world=world, workers=a.workers, window=a.window)
+    if world.holdout:
+        print(f"held out of every clip: {', '.join(world.holdout)}")
     print(f"wrote {s.written} clips, skipped {s.skipped} already present, {s.errors} errors -> {s.out}")
     print(describe_dataset(s.manifest, sheet_path=None if a.no_sheet else s.out / "contact_sheet.png"))
     return 1 if s.errors else 0
@@ -125,10 +127,14 @@ def _serve(a: argparse.Namespace) -> int:
 
 
 def _demo(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from synthworld.dataset import DEMO_WORLD, holdout_combinations
     from t2v.demo import run_demo
 
     run_demo(a.out, a.config, num_clips=a.num_clips, eval_scenes=a.num_prompts, vae_steps=a.vae_steps,
-             vae_crop=a.vae_crop, overrides=a.overrides)
+             vae_crop=a.vae_crop, overrides=a.overrides,
+             world=replace(DEMO_WORLD, holdout=holdout_combinations(a.holdout_combos)))
     return 0
 
 
@@ -170,7 +176,7 @@ def _prompts(a: argparse.Namespace) -> int:
     from t2v.compare.run import write_heldout_prompts
 
     path = write_heldout_prompts(a.out, a.num_prompts, a.seconds, a.caption_field, a.train_manifest, a.phrasing,
-                                 a.scenes_from)
+                                 a.scenes_from, a.combos)
     print(f"wrote {path}")
     return 0
 
@@ -240,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--moving-start", action="store_true",
                    help="only scenes where every shape is visible and starts moving by 0.5 s")
     s.add_argument("--workers", type=int, default=0, help="rendering processes (0: one per usable core)")
+    s.add_argument("--holdout-combos", type=int, default=0, metavar="K",
+                   help="leave K colour × shape × direction combinations out of every clip (recorded in the manifest; "
+                        "t2v prompts --combos unseen then writes prompts that hold them)")
     s.add_argument("--window", type=float, default=0.0,
                    help="also write the true captions of each WINDOW-second training window of a longer clip")
     s.add_argument("--no-sheet", action="store_true", help="skip the contact-sheet PNG")
@@ -310,12 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prompts", help="write held-out synthworld prompts (with their scenes) as JSONL")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--num-prompts", type=int, default=100)
-    s.add_argument("--caption-field", default="dense", choices=["short", "dense", "paraphrase"],
+    s.add_argument("--caption-field", default="dense", choices=["short", "dense", "paraphrase", "paraphrase-unseen"],
                    help="the prompt: the oracle's short or dense caption, or the dense facts in other words "
-                        "(synthworld.paraphrase; --phrasing picks which wording)")
+                        "(synthworld.paraphrase; --phrasing picks which wording; -unseen: words no training caption uses)")
     s.add_argument("--phrasing", type=int, default=1, help="with --caption-field paraphrase: wording 1, 2, … of the scenes")
     s.add_argument("--scenes-from", type=Path, default=None, metavar="PROMPTS.jsonl",
                    help="word the scenes of this prompts file instead of drawing held-out ones (same order)")
+    s.add_argument("--combos", default="seen", choices=["seen", "unseen"],
+                   help="unseen: scenes holding a colour × shape × direction combination the training manifest's world "
+                        "held out (compositional generalisation); seen: none of them")
     s.add_argument("--seconds", type=float, default=4.0)
     s.add_argument("--train-manifest", type=Path, default=None, help="its scenes are excluded; its world is used")
     s.set_defaults(func=_prompts)
@@ -374,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the whole loop offline on CPU: data → VAE → cache → train → generate → report")
     _end_to_end_args(s, "runs/demo", num_prompts=100)
+    s.add_argument("--holdout-combos", type=int, default=0, metavar="K",
+                   help="leave K colour × shape × direction combinations out of the training clips and report prompt "
+                        "following on held-out scenes that hold them, separately (compositional generalisation)")
     s.set_defaults(func=_demo)
     return p
 

@@ -302,7 +302,7 @@ def test_experiment_runs_end_to_end_at_toy_scale(tmp_path):
 def test_demo_runs_end_to_end_at_toy_scale_and_ends_with_its_report(tmp_path):
     out = tmp_path / "demo"
     r = run([str(BIN / "t2v"), "demo", "--out", str(out), "--num-clips", "6", "--num-prompts", "2", "--vae-steps", "3",
-             "--config", TINY, "train.max_steps=2", "train.batch_size=2", "data.size=32", "data.num_frames=4",
+             "--holdout-combos", "6", "--config", TINY, "train.max_steps=2", "train.batch_size=2", "data.size=32", "data.num_frames=4",
              "model.num_layers=1", "train.checkpoint_every=100"])
     summary = (out / "summary.md").read_text()
     assert "report.html" in summary and "| object colour |" in summary and "ceiling" in summary
@@ -313,3 +313,14 @@ def test_demo_runs_end_to_end_at_toy_scale_and_ends_with_its_report(tmp_path):
     assert [m["name"] for m in rep["models"]] == ["demo"] and rep["metrics"]["demo"]["colour"]["n"] == 2
     assert len(list((out / "videos").glob("*.mp4"))) == 4 and "# dense-t2v demo" in r.stdout
     assert (out / "videos" / "contact_sheet.png").is_file() and "expected about" in r.stderr
+    # --holdout-combos: the combinations are recorded, absent from the clips, and scored apart on scenes holding them
+    from synthworld.dataset import combinations
+    from synthworld.spec import SceneSpec
+
+    recs = [json.loads(ln) for ln in (out / "data" / "manifest.jsonl").read_text().splitlines()]
+    held = set(recs[0]["meta"]["world"]["holdout"])
+    assert len(held) == 6 and not any(set(combinations(SceneSpec.from_dict(r["meta"]["scene"]))) & held for r in recs)
+    assert "combinations never trained on" in summary and ", ".join(sorted(held)) in summary
+    unseen = [json.loads(ln) for ln in (out / "prompts-heldout-unseen-combos.jsonl").read_text().splitlines()]
+    assert len(unseen) == 2 and all(set(combinations(SceneSpec.from_dict(p["scene"]))) & held for p in unseen)
+    assert (out / "report-unseen-combos" / "report.html").is_file()

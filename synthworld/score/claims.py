@@ -188,27 +188,28 @@ def _fmt_t(t: float) -> str:
     return f"{t:.2f}".rstrip("0").rstrip(".") + "s"
 
 
+def _count(n: int) -> str:
+    word = _NUMBERS[n] if n < len(_NUMBERS) else str(n)
+    return f"There {'is' if n == 1 else 'are'} exactly {word} object{'' if n == 1 else 's'} at the start."
+
+
+_WRITERS = {  # claim type -> its sentence (the grammar read_claim reads back)
+    "count": lambda f: _count(int(f.value)),
+    "object": lambda f: f"There is a {f.colour} {f.shape} at the start.",
+    "colour": lambda f: f"There is a {f.colour} object at the start.",
+    "shape": lambda f: f"There is a {f.shape} at the start.",
+    "position": lambda f: f"The {f.colour} {f.shape} starts {REGION_PHRASES[f.value][0]}.",
+    "motion": lambda f: f"The {f.colour} {f.shape} moves {DIRECTION_PHRASES[f.value][0]}.",
+    "event": lambda f: f"At {_fmt_t(f.events[0].t)}, {_clause(f.events[0])}.",
+    "order": lambda f: f"First {_clause(f.events[0])}, then {_clause(f.events[1])}.",
+}
+
+
 def write_claim(f: Fact) -> str:
     """A fact as one plain sentence (the grammar :func:`read_claim` reads back)."""
-    if f.type == "count":
-        n = int(f.value)
-        word = _NUMBERS[n] if n < len(_NUMBERS) else str(n)
-        return f"There {'is' if n == 1 else 'are'} exactly {word} object{'' if n == 1 else 's'} at the start."
-    if f.type == "object":
-        return f"There is a {f.colour} {f.shape} at the start."
-    if f.type == "colour":
-        return f"There is a {f.colour} object at the start."
-    if f.type == "shape":
-        return f"There is a {f.shape} at the start."
-    if f.type == "position":
-        return f"The {f.colour} {f.shape} starts {REGION_PHRASES[f.value][0]}."
-    if f.type == "motion":
-        return f"The {f.colour} {f.shape} moves {DIRECTION_PHRASES[f.value][0]}."
-    if f.type == "event":
-        return f"At {_fmt_t(f.events[0].t)}, {_clause(f.events[0])}."
-    if f.type == "order":
-        return f"First {_clause(f.events[0])}, then {_clause(f.events[1])}."
-    raise ValueError(f"write_claim: unknown claim type {f.type!r}; use one of {CLAIM_TYPES}")
+    if f.type not in _WRITERS:
+        raise ValueError(f"write_claim: unknown claim type {f.type!r}; use one of {CLAIM_TYPES}")
+    return _WRITERS[f.type](f)
 
 
 _C, _S = "|".join(COLOURS), "|".join(SHAPES)

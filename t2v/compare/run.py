@@ -90,10 +90,14 @@ def load_prompts(path: str | Path) -> list[PromptItem]:
 
 def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str = "dense",
                           train_manifest: str | Path | None = None, phrasing: int = 1,
-                          scenes_from: str | Path | None = None) -> Path:
+                          scenes_from: str | Path | None = None, combos: str = "seen") -> Path:
     """``num`` held-out synthworld scenes (never in ``train_manifest``; its world) with their captions
     (``field``: short, dense, or paraphrase with wording ``phrasing``); the same scenes whatever the field.
-    ``scenes_from``: the scenes of that prompts file instead, in its order (another wording of a prompt set)."""
+    ``scenes_from``: the scenes of that prompts file instead, in its order (another wording of a prompt set).
+    ``combos="unseen"``: scenes that hold a colour × shape × direction combination the training manifest's world
+    held out (``World.holdout``); ``"seen"`` (default): scenes of that world, which hold none."""
+    from dataclasses import replace
+
     from synthworld.dataset import caption_for, heldout_specs, training_world
 
     if scenes_from is not None:
@@ -101,7 +105,13 @@ def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str 
         if any(s is None for s in specs):
             raise ValueError(f"--scenes-from {scenes_from}: line {specs.index(None) + 1} has no scene")
     else:
-        specs = heldout_specs(num, seconds, *training_world(train_manifest))
+        exclude, world = training_world(train_manifest)
+        if combos == "unseen":
+            if world is None or not world.holdout:
+                raise ValueError(f"--combos unseen: the training manifest {train_manifest} holds out no colour × "
+                                 "shape × direction combinations (t2v demo --holdout-combos K, t2v synth --holdout-combos)")
+            world = replace(world, combos="unseen")
+        specs = heldout_specs(num, seconds, exclude, world)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as f:
