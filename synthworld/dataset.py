@@ -73,6 +73,8 @@ class World:
     combos: str = "seen"
 
     def __post_init__(self) -> None:
+        if isinstance(self.holdout, str):
+            raise ValueError(f"World.holdout {self.holdout!r}: a list of 'colour shape direction' strings, not one string")
         object.__setattr__(self, "holdout", tuple(self.holdout))  # a list when read back from JSON
         if self.combos not in ("seen", "unseen"):
             raise ValueError(f"World.combos {self.combos!r}: use 'seen' or 'unseen'")
@@ -93,7 +95,8 @@ class World:
             if self.holdout and bool(set(combinations(spec)) & set(self.holdout)) != (self.combos == "unseen"):
                 continue
             return spec
-        raise RuntimeError(f"no scene of {self} in 1000 candidates of seed {seed}")
+        raise RuntimeError(f"no scene of {self} in 1000 candidates of seed {seed}: the world's filters (moving_start, "
+                           "combos) keep too few scenes; hold out more combinations or relax the filters")
 
     @classmethod
     def of_manifest(cls, manifest: str | Path) -> World:
@@ -105,10 +108,22 @@ class World:
 
 
 def combinations(spec) -> list[str]:
-    """The scene's "colour shape direction" combinations: per object, its colour at the start (or when it
-    appears) and shape with each direction it moves in."""
-    return sorted({f"{o.colour} {o.shape} {e.direction}" for e in spec.events if e.kind == "move"
-                   for o in [spec.objects[e.obj]]})
+    """The scene's "colour shape direction" combinations as they are on screen: an object's colour and shape with
+    the direction it moves in, for every colour it has while it moves that way (a colour change while moving, or
+    before a later move, makes another combination)."""
+    colour = {i: o.colour for i, o in enumerate(spec.objects)}
+    moving: dict[int, str | None] = {}
+    out = set()
+    for e in sorted(spec.events, key=lambda e: e.t):
+        if e.kind == "move":
+            moving[e.obj] = e.direction
+        elif e.kind in ("stop", "disappear"):
+            moving[e.obj] = None
+        elif e.kind == "colour":
+            colour[e.obj] = e.colour
+        if moving.get(e.obj):
+            out.add(f"{colour[e.obj]} {spec.objects[e.obj].shape} {moving[e.obj]}")
+    return sorted(out)
 
 
 def holdout_combinations(num: int, seed: int = 0) -> tuple[str, ...]:
@@ -118,7 +133,8 @@ def holdout_combinations(num: int, seed: int = 0) -> tuple[str, ...]:
 
     every = [" ".join(c) for c in itertools.product(COLOURS, SHAPES, DIRECTIONS)]
     if not 0 <= num <= len(every) // 4:
-        raise ValueError(f"holdout combinations: {num} of {len(every)}; hold out at most a quarter")
+        raise ValueError(f"--holdout-combos {num}: hold out 0 to {len(every) // 4} of the {len(every)} colour × shape "
+                         "× direction combinations (at most a quarter)")
     rng = random.Random(seed)
     while True:
         held = set(rng.sample(every, num))
@@ -295,14 +311,20 @@ HELDOUT_DATASET_SEED = 1_000_003  # scene seeds derived from it never meet those
 
 def heldout_specs(num: int, duration: float, exclude: set[int] | None = None, world: World | None = None,
                   dataset_seed: int = HELDOUT_DATASET_SEED):
-    """``num`` scenes of ``world`` (default: the full synthworld) whose seeds are not in ``exclude``."""
+    """``num`` scenes of ``world`` (default: the full synthworld) whose seeds are not in ``exclude``. A seed whose
+    candidates hold no scene of a filtered world (rare scenes: ``combos="unseen"``) is passed over."""
     world = world or World()
     specs = []
     i = 0
     while len(specs) < num:
         s = scene_seed(dataset_seed, i)
         i += 1
-        spec = world.scene(s, duration)
+        if i > 100 * num + 1000:
+            raise RuntimeError(f"held-out scenes: found {len(specs)} of {num} scenes of {world} in {i - 1} seeds")
+        try:
+            spec = world.scene(s, duration)
+        except RuntimeError:
+            continue
         if exclude and spec.seed in exclude:  # spec.seed, not s: a moving-start world may draw a later candidate
             continue
         specs.append(spec)

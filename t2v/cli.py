@@ -162,6 +162,8 @@ def _variants(pairs: list[str] | None) -> dict[str, Path]:
             raise ValueError(f"--variants {pair!r}: expected NAME=FILE with a name of letters, digits, _ . -")
         if name in out:
             raise ValueError(f"--variants: the name {name!r} is given twice")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--variants {pair}: no such file")
         out[name] = Path(path)
     return out
 

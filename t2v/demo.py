@@ -59,6 +59,10 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     s = time.time()
     write_synth_dataset(out / "data", num_clips, seed=0, size=cfg.data.size, fps=8.0,
                         seconds=cfg.data.num_frames / cfg.data.fps, world=world, workers=0)
+    unseen_file = out / "prompts-heldout-unseen-combos.jsonl"
+    if world.holdout and not unseen_file.is_file():  # before training: scenes holding the left-out combinations
+        write_heldout_prompts(unseen_file, eval_scenes, cfg.data.num_frames / cfg.data.fps, "dense",
+                              train_manifest=cfg.data.manifest, combos="unseen")
     stamp("synth", s)
     # 2. VAE: the config's (packaged) one, or one trained here with --vae-steps
     s = time.time()
@@ -91,10 +95,6 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
                             guidance=cfg.sample.guidance, command=f"t2v demo --out {out}")
     unseen = []
     if world.holdout:  # compositional generalisation: the same on scenes holding the combinations left out
-        unseen_file = out / "prompts-heldout-unseen-combos.jsonl"
-        if not unseen_file.is_file():
-            write_heldout_prompts(unseen_file, eval_scenes, cfg.data.num_frames / cfg.data.fps, "dense",
-                                  train_manifest=cfg.data.manifest, combos="unseen")
         rep = compare_models([pipeline], unseen_file, out / "report-unseen-combos", names=["demo"],
                              steps=cfg.sample.steps, guidance=cfg.sample.guidance, command=f"t2v demo --out {out}")
         unseen = [f"## Prompt following on {eval_scenes} held-out scenes with combinations never trained on", "",

@@ -401,6 +401,12 @@ def test_compare_judge_rates_claims_and_agrees_with_the_detector(fake_models, tm
     md = (out / "report.md").read_text()
     assert "claims of the prompt a VLM judge finds true" in md and "Judge vs detector on good" in md
     assert (out / "charts" / "judge.png").is_file()
+    with pytest.raises(ValueError, match="no claims in any of the 2 prompts"):  # before any video is made
+        bad = tmp_path / "cats.txt"
+        bad.write_text("A cat sleeps on a sofa.\nTwo dogs run on a beach.\n")
+        compare_models([dirs["good"]], bad, tmp_path / "cats", judge="oracle")
+    with pytest.raises(ValueError, match="give --judge"):
+        compare_models([dirs["good"]], prompts, tmp_path / "nojudge", judge_claims="oracle")
 
 
 def test_compare_variants_run_every_model_on_other_wordings_of_the_same_scenes(fake_models, tmp_path):
@@ -421,9 +427,24 @@ def test_compare_variants_run_every_model_on_other_wordings_of_the_same_scenes(f
     assert calls == [it.prompt for it in load_prompts(prompts)] + [it.prompt for it in load_prompts(para)]
     d = {x["category"]: x for x in rep["differences"]}["colour"]
     assert (d["a"], d["b"]) == ("good", "good@para") and d["hi"] < 0
+    short = write_heldout_prompts(tmp_path / "short.jsonl", num=8, seconds=2.0, field="short")  # the oracle re-captions these
+    both = compare_models([dirs["good"]], prompts, tmp_path / "vr", gallery=0, variants={"short": short},
+                          recaption="oracle")
+    assert [m["name"] for m in both["models"]] == ["good", "good+recaption", "good@short", "good@short+recaption"]
+    rewritten = [json.loads(ln) for ln in (tmp_path / "vr" / "prompts-short-recaptioned.jsonl").read_text().splitlines()]
+    assert [r["original"] for r in rewritten] == [it.prompt for it in load_prompts(short)]
     other = write_heldout_prompts(tmp_path / "other.jsonl", num=8, seconds=3.0, field="paraphrase")
     with pytest.raises(ValueError, match=r"other.jsonl:1: its scene is not the scene of line 1"):
         compare_models([dirs["good"]], prompts, tmp_path / "bad", variants={"other": other})
-    for bad in (["para"], ["=x.jsonl"], ["a b=x.jsonl"], ["p=a", "p=b"]):
+    for bad in (["para"], ["=x.jsonl"], ["a b=x.jsonl"], [f"p={para}", f"p={para}"]):
         with pytest.raises(ValueError, match="--variants"):
             _variants(bad)
+    with pytest.raises(FileNotFoundError, match="--variants q=nowhere.jsonl: no such file"):
+        _variants(["q=nowhere.jsonl"])
+    with pytest.raises(ValueError, match="not all distinct"):  # a model named like another model's arm
+        compare_models([dirs["good"], dirs["ignores"]], prompts, tmp_path / "clash", names=["good", "good@para"],
+                       variants={"para": para})
+    few = tmp_path / "few.jsonl"
+    few.write_text("\n".join(para.read_text().splitlines()[:3]) + "\n")
+    with pytest.raises(ValueError, match="3 prompts, but --prompts has 8"):
+        compare_models([dirs["good"]], prompts, tmp_path / "few", variants={"few": few})

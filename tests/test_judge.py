@@ -106,6 +106,16 @@ def test_verdict_rules_subjects_tolerance_and_order():
                   "At 1s, a red circle appears.": False}
 
 
+def test_a_vanished_object_does_not_take_the_events_of_a_new_one_of_its_name():
+    cap = ("The video opens on a plain black background with a small red circle on the left. At 1.0s, the red circle "
+           "disappears. At 2.0s, a small red circle appears on the right. At 3.0s, the red circle starts moving up.")
+    r = read_caption(cap)
+    assert [len(th.events) for th in r.things] == [1, 2]  # the disappearance; the appearance and the move
+    assert not verdict(read_claim("The red circle moves up."), r)  # the one there at the start never moved
+    assert verdict(read_claim("At 3s, the red circle starts moving up."), r)
+    assert verdict(read_claim("First the red circle disappears, then a red circle appears."), r)
+
+
 def test_read_claim_names_text_outside_the_grammar():
     with pytest.raises(ValueError, match="not a claim of the synthworld grammar"):
         read_claim("The cat sits on the mat.")
@@ -123,6 +133,10 @@ def test_parse_claims_and_verdicts_of_a_model_judge(caplog):
     assert "vibe" in caplog.text
     with pytest.raises(ValueError, match="no claim of a known type"):
         parse_claims("Sure! Here are the claims: none.")
+    pretty = 'Here you go:\n{\n  "type": "shape",\n  "claim": "There is a circle."\n}\n{"type": "count", "claim": "One."}'
+    assert parse_claims(pretty) == [("shape", "There is a circle."), ("count", "One.")]
+    assert parse_claims('{"claims": [{"type": "order", "claim": "A, then B."}]}') == [("order", "A, then B.")]
+    assert parse_claims('[{"type": "event", "claim": "At 1s, X."}, {"type": "mot') == [("event", "At 1s, X.")]
     assert [parse_verdict(a) for a in ["yes", "No.", " **Yes**, it does", "yesterday", "maybe"]] == \
         [True, False, True, None, None]
 
@@ -232,8 +246,10 @@ def test_judge_through_the_hf_backend(annotated, tmp_path):
     oracle_claims = by_oracle.claims([dense_caption(spec)])
     assert [write_claim(read_claim(c)) for _, c in oracle_claims[0]] == [c for _, c in oracle_claims[0]]
     checked = by_oracle.verify(caps, oracle_claims)
-    assert len(checked[0]) == len(oracle_claims[0]) and all(v in (True, False, None) for v in checked[0])
+    assert len(checked[0]) == len(oracle_claims[0])
+    kinds = {t for t, _ in oracle_claims[0]}  # the rates count exactly the verdicts that were read
+    want = {f"judge_{t}": np.mean(vs) for t in kinds
+            if (vs := [v for (u, _), v in zip(oracle_claims[0], checked[0]) if u == t and v is not None])}
+    assert judged_rows(oracle_claims, checked)[0] == pytest.approx(want)
     assert len(verdicts) == 1 and all(v in (True, False, None) for v in verdicts[0])
-    row = judged_rows(claims, verdicts)[0]
-    assert all(k.startswith("judge_") and 0 <= v <= 1 for k, v in row.items())
-    assert row or isinstance(claims[0], str) or all(v is None for v in verdicts[0])  # no verdict: no rate
+    assert len(verdicts[0]) == (0 if isinstance(claims[0], str) else len(claims[0]))

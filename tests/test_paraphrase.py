@@ -131,3 +131,29 @@ def test_the_unseen_vocabulary_is_in_no_training_caption():
                 UNSEEN.recolours + UNSEEN.appears + UNSEEN.at_t + UNSEEN.backgrounds + UNSEEN.leads]
     found = [p for p in phrases if re.search(rf"\b{re.escape(p.lower())}\b", corpus)]
     assert not found, found
+    # nor does an UNSEEN phrase hold a training phrase inside it ("high up on the left" holds "on the left")
+    from synthworld import captions
+
+    known = [w for group in (TRAINING.places, TRAINING.ways, TRAINING.paces, captions.REGION_PHRASES,
+                             captions.DIRECTION_PHRASES, captions.SPEED_PHRASES) for ws in group.values() for w in ws]
+    known += TRAINING.starts + TRAINING.turns + TRAINING.stops + captions.START_VERBS + captions.TURN_VERBS
+    inside = [(p, k) for p in phrases for k in known if re.search(rf"\b{re.escape(k)}\b", p)]
+    assert not inside, inside
+
+
+def test_combinations_follow_the_colour_on_screen_and_rare_unseen_scenes_are_found():
+    """A colour change before or during a move is another combination; held-out scenes holding one of only three
+    left-out combinations are found (seeds whose candidates hold none are passed over)."""
+    from dataclasses import replace
+
+    from synthworld.dataset import combinations, heldout_specs, holdout_combinations
+    from synthworld.spec import Event, ObjectSpec, SceneSpec
+
+    spec = SceneSpec("black", [ObjectSpec("circle", "red", "large", 0.5, 0.5)],
+                     [Event(0.0, 0, "move", "left", 0.12), Event(1.0, 0, "colour", colour="blue"),
+                      Event(2.0, 0, "stop"), Event(2.5, 0, "colour", colour="green"), Event(3.0, 0, "move", "up", 0.12)],
+                     duration=4.0)
+    assert combinations(spec) == ["blue circle left", "green circle up", "red circle left"]
+    held = holdout_combinations(3, seed=1)
+    unseen = heldout_specs(8, 4.0, world=replace(DEMO_WORLD, holdout=held, combos="unseen"))
+    assert len(unseen) == 8 and all(set(combinations(s)) & set(held) for s in unseen)

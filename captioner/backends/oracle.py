@@ -63,6 +63,7 @@ _RGN = "|".join(sorted((re.escape(p) for p in _REGION_OF_PHRASE), key=len, rever
 _SIZE_OF_WORD = {w: s for s, ws in captions.SIZE_WORDS.items() for w in ws}
 _SZ = "|".join(_SIZE_OF_WORD)
 _MIN_STEP = 0.012  # smallest displacement (frame fractions) counted as motion between two key-frames
+_MAX_FLIP_STEP = 0.3  # farthest (frame fractions) a shape read differently may be from where it was, and be it
 
 
 @dataclass
@@ -121,10 +122,13 @@ def diff(prev: np.ndarray, cur: np.ndarray, t0: float, t1: float, previous: str 
     cost = np.full((max(len(a), 1), max(len(b), 1)), 10.0)
     for i, p in enumerate(a):
         for j, q in enumerate(b):
-            # a shape read differently in the next frame is still the same object when its colour and size stay
-            # (a generated video's blob wobbles between square and circle); two changes at once are two objects
-            cost[i, j] = (1.0 * (p.shape != q.shape) + 1.0 * (p.size != q.size) + 0.5 * (p.colour != q.colour)
-                          + float(np.hypot(p.x - q.x, p.y - q.y)))
+            # a shape read differently in the next key-frame is still the same object when its colour and size
+            # stay and it is near (a generated video's blob wobbles between square and circle); a shape change
+            # with any other change, or far away, is another object
+            dist = float(np.hypot(p.x - q.x, p.y - q.y))
+            if p.shape != q.shape and (p.colour != q.colour or p.size != q.size or dist > _MAX_FLIP_STEP):
+                continue
+            cost[i, j] = 1.0 * (p.shape != q.shape) + 1.0 * (p.size != q.size) + dist
     pairs = [(i, j) for i, j in zip(*linear_sum_assignment(cost)) if i < len(a) and j < len(b) and cost[i, j] < 2.0]
     clauses = []
     dt = max(t1 - t0, 1e-6)

@@ -91,6 +91,7 @@ def read_caption(text: str) -> Reading:
     current = {id(th): f"{th.colour} {th.shape}" for th in things}
     timed = sorted((t, s) for s in later if (t := sentence_time(s)) is not None)
     for t, s in timed:
+        renames: dict[int, str] = {}  # a sentence names objects by their colour before its time: rename after it
         for kind, m in _clauses(s):
             name = f"{m['colour']} {m['shape']}"
             if kind == "appear":
@@ -100,14 +101,18 @@ def read_caption(text: str) -> Reading:
                 things.append(th)
                 current[id(th)] = name
                 continue
-            th = next((x for x in things if current[id(x)] == name), None)
+            th = next((x for x in things if current[id(x)] == name), None) or \
+                next((x for x in things if renames.get(id(x)) == name), None)
             if th is None:
                 continue
             value = (_DIRECTION_OF_PHRASE[m["way"]] if kind == "move" else m["new"] if kind == "colour" else None)
             th.events.append(Happening(t, kind, m["colour"], m["shape"], value))
             if kind == "colour":
-                current[id(th)] = f"{m['new']} {m['shape']}"
-                th.names.add(current[id(th)])
+                renames[id(th)] = f"{m['new']} {m['shape']}"
+                th.names.add(renames[id(th)])
+            elif kind == "disappear":  # gone: a later "the red circle" is another object of that name
+                renames[id(th)] = ""
+        current.update(renames)
     return Reading(things)
 
 
@@ -257,9 +262,19 @@ def _happenings(text: str, t: float | None) -> list[Happening]:
 
 
 # ----------------------------------------------------------------------------- verdicts
-def subject(things: list[Thing], colour: str | None, shape: str | None) -> Thing | None:
-    """The object a claim is about (see the module doc's rules)."""
+def present(th: Thing, t: float | None, tol: float = EVENT_TOL) -> bool:
+    """Is ``th`` in the frame at ``t`` (within ``tol`` of its appearance and disappearance)? Always, for no time."""
+    if t is None:
+        return True
+    came = 0.0 if th.at_start else min((e.t for e in th.events if e.kind == "appear"), default=0.0)
+    gone = min((e.t for e in th.events if e.kind == "disappear"), default=float("inf"))
+    return came - tol <= t <= gone + tol
+
+
+def subject(things: list[Thing], colour: str | None, shape: str | None, t: float | None = None) -> Thing | None:
+    """The object a claim is about (see the module doc's rules); of several, one in the frame at ``t`` first."""
     name = f"{colour} {shape}"
+    things = sorted(things, key=lambda th: not present(th, t))  # stable: reading order among equals
     for ok in (lambda th: name in th.names, lambda th: any(n.split()[0] == colour for n in th.names),
                lambda th: th.shape == shape):
         if hit := next((th for th in things if ok(th)), None):
@@ -274,7 +289,7 @@ def happened(reading: Reading, h: Happening, tol: float) -> list[float]:
         cands = [e.t for th in reading.things if not th.at_start and f"{h.colour} {h.shape}" in th.names
                  for e in th.events if e.kind == "appear"]
     else:
-        th = subject(reading.things, h.colour, h.shape)
+        th = subject(reading.things, h.colour, h.shape, h.t)
         cands = [e.t for e in (th.events if th else [])
                  if e.kind == h.kind and (h.kind not in ("move", "colour") or e.value == h.value)]
     if h.t is None:

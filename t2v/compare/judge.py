@@ -41,22 +41,20 @@ def judge_categories(keys: list[str]) -> list[dict]:
 
 
 def parse_claims(answer: str) -> list[tuple[str, str]]:
-    """A ``claims`` answer → ``[(type, claim)]``: JSON objects one per line, or one JSON list, code fences allowed.
-
-    Objects of an unknown type or without a claim are dropped (logged); ``ValueError`` when none is left."""
-    text = re.sub(r"^```(?:json)?\s*|```\s*$", "", answer.strip(), flags=re.M)
-    try:
-        items = json.loads(text)
-        items = items if isinstance(items, list) else [items]
-    except json.JSONDecodeError:
-        items = []
-        for line in text.splitlines():
-            line = line.strip().rstrip(",")
-            if line.startswith("{"):
-                try:
-                    items.append(json.loads(line))
-                except json.JSONDecodeError:
-                    log.warning("judge: a claims line is not JSON: %s", line[:120])
+    """A ``claims`` answer → ``[(type, claim)]``: JSON objects one per line or spread over lines, one JSON list, or
+    an object holding that list (``{"claims": [...]}``, as JSON modes answer); code fences and prose around them
+    are skipped. Objects of an unknown type or without a claim are dropped (logged); ``ValueError`` when none is
+    left."""
+    decoder, items, k = json.JSONDecoder(), [], 0
+    while (k := _next_json(answer, k)) >= 0:
+        try:
+            value, k = decoder.raw_decode(answer, k)
+        except json.JSONDecodeError:
+            k += 1
+            continue
+        if isinstance(value, dict) and "type" not in value:  # {"claims": [...]}
+            value = next((v for v in value.values() if isinstance(v, list)), [])
+        items += value if isinstance(value, list) else [value]
     out = []
     for it in items:
         kind = str(it.get("type", "")).strip().lower() if isinstance(it, dict) else ""
@@ -68,6 +66,12 @@ def parse_claims(answer: str) -> list[tuple[str, str]]:
     if not out:
         raise ValueError(f"the claims answer holds no claim of a known type: {answer[:200]!r}")
     return out
+
+
+def _next_json(text: str, start: int) -> int:
+    """Where the next JSON object or list may begin in ``text`` from ``start`` (-1: none)."""
+    found = [i for i in (text.find("{", start), text.find("[", start)) if i >= 0]
+    return min(found) if found else -1
 
 
 def parse_verdict(answer: str) -> bool | None:
@@ -141,6 +145,9 @@ class Judge:
                     requests.append(self.prompts.verify(cap, text, self.tolerance))
         out: list[list[bool | None]] = [[None] * (0 if isinstance(cl, str) else len(cl)) for cl in claims]
         answers = self.backend.generate(requests) if requests else []
+        if failed := next((a for a in answers if isinstance(a, Exception)), None):
+            log.warning("judge: %d verify calls failed; the first: %s", sum(isinstance(a, Exception) for a in answers),
+                        failed)
         for (k, j), a in zip(where, answers):
             out[k][j] = None if isinstance(a, Exception) else parse_verdict(str(a))
         if unread := sum(out[k][j] is None for k, j in where):
@@ -202,13 +209,24 @@ def agreement(claims: list[list[tuple[str, str]] | str], judge: list[list[bool |
     return out
 
 
+def split_claims(judge: Judge, prompts: list[str]) -> list[list[tuple[str, str]] | str]:
+    """The prompts' claims (text-only calls, before any video is made); ``ValueError`` when the judge reads claims
+    in none of them (a synthworld oracle on real prompts, a model that does not answer in JSON)."""
+    claims = judge.claims(prompts)
+    if all(isinstance(c, str) for c in claims):
+        raise ValueError(f"--judge {judge.claims_config or judge.config}: no claims in any of the {len(prompts)} "
+                         f"prompts (first: {claims[0] if claims else 'no prompts'}); a judge must answer the claims "
+                         "prompt with JSON objects {\"type\", \"claim\"}")
+    return claims
+
+
 def judge_models(judge: Judge, prompts: list[str], videos: dict[str, list[np.ndarray]], dets: dict[str, list],
-                 fps: dict[str, float], out: Path) -> tuple[dict[str, list[dict]], dict]:
+                 fps: dict[str, float], out: Path, claims: list | None = None) -> tuple[dict[str, list[dict]], dict]:
     """Judge every model's videos of ``prompts`` (``fps`` per model). Returns per model its per-prompt ``judge_<type>`` rows, and
     the report's ``judge`` section (config, claim counts, per model its agreement with the detector)."""
     folder = out / "judge"
     folder.mkdir(parents=True, exist_ok=True)
-    claims = judge.claims(prompts)
+    claims = claims if claims is not None else split_claims(judge, prompts)
     with open(folder / "claims.jsonl", "w") as f:
         for p, cl in zip(prompts, claims):
             f.write(json.dumps({"prompt": p, "claims": [{"type": t, "claim": c} for t, c in cl]

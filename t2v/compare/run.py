@@ -101,6 +101,8 @@ def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str 
     from synthworld.dataset import caption_for, heldout_specs, training_world
 
     if scenes_from is not None:
+        if combos != "seen":
+            raise ValueError("--scenes-from takes the scenes of that file as they are; leave out --combos")
         specs = [it.scene for it in load_prompts(scenes_from)]
         if any(s is None for s in specs):
             raise ValueError(f"--scenes-from {scenes_from}: line {specs.index(None) + 1} has no scene")
@@ -108,8 +110,9 @@ def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str 
         exclude, world = training_world(train_manifest)
         if combos == "unseen":
             if world is None or not world.holdout:
-                raise ValueError(f"--combos unseen: the training manifest {train_manifest} holds out no colour × "
-                                 "shape × direction combinations (t2v demo --holdout-combos K, t2v synth --holdout-combos)")
+                where = f"the training manifest {train_manifest}" if train_manifest else "no --train-manifest given; it"
+                raise ValueError(f"--combos unseen: {where} holds out no colour × shape × direction combinations "
+                                 "(t2v demo --holdout-combos K, t2v synth --holdout-combos K)")
             world = replace(world, combos="unseen")
         specs = heldout_specs(num, seconds, exclude, world)
     out = Path(out)
@@ -167,11 +170,14 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     items = load_prompts(prompts)
     names = model_names(models, names)
     (out / "gallery").mkdir(parents=True, exist_ok=True)
-    judge_ = None
-    if judge:  # built first: a config that does not load fails before any video is made
-        from t2v.compare.judge import Judge
+    judge_, claims = None, None
+    if judge_claims and not judge:
+        raise ValueError("--judge-claims splits the prompts for a judge: give --judge CAPTIONER too")
+    if judge:  # first: a config that does not load, or a judge that reads no claims, fails before any video is made
+        from t2v.compare.judge import Judge, split_claims
 
         judge_ = Judge(judge, claims_config=judge_claims)
+        claims = split_claims(judge_, [it.prompt for it in items])
     scorer = None
     if clip:
         from t2v.compare.metrics import ClipScorer
@@ -183,6 +189,9 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
 
     # the prompt sets every model runs on: the prompts, then each variant (same scenes, other words)
     sets = {"": items} | {f"@{v}": _variant(items, v, path) for v, path in (variants or {}).items()}
+    arms = [f"{n}{tag}{plus}" for n in names for tag in sets for plus in ("", "+recaption")[:2 if recaption else 1]]
+    if len(set(arms)) != len(arms):
+        raise ValueError(f"--names / --variants: the arms {arms} are not all distinct; rename a model or a variant")
     rewritten: dict[str, list[PromptItem]] = {}
 
     # 2. every model (and arm), the same prompts and seeds
@@ -212,7 +221,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
 
         jrows, judge_section = judge_models(judge_, [it.prompt for it in items], {n: runs[n].videos for n in names},
                                             {n: runs[n].dets for n in names},
-                                            {n: runs[n].settings["fps"] for n in names}, out)
+                                            {n: runs[n].settings["fps"] for n in names}, out, claims)
         for n in names:
             for row, jr in zip(runs[n].rows, jrows[n]):
                 row.update(jr)
@@ -271,6 +280,9 @@ def _variant(items: list[PromptItem], name: str, path: str | Path) -> list[Promp
     for k, (a, b) in enumerate(zip(items, its), 1):
         if (a.scene.to_dict() if a.scene else None) != (b.scene.to_dict() if b.scene else None):
             raise ValueError(f"--variants {name}={path}:{k}: its scene is not the scene of line {k} of --prompts")
+    if not any(it.scene for it in items):
+        log.warning("--variants %s=%s: the prompts carry no scenes, so nothing checks that line k of each file "
+                    "describes the same video", name, path)
     return its
 
 
