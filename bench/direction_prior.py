@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from clipio.manifest import read_manifest
-    from t2v.compare.run import load_prompts
+    from t2v.compare.prompts import load_prompts
 
     train = [SceneSpec.from_dict(r["meta"]["scene"]) for r in read_manifest(args.train_manifest)
              if r["status"] == "ok" and "scene" in r.get("meta", {})]

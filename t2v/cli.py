@@ -88,7 +88,7 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _generate(a: argparse.Namespace) -> int:
-    from t2v.compare.run import load_prompts
+    from t2v.compare.prompts import load_prompts
     from t2v.generate import generate
 
     prompts = [a.prompt] if a.prompt else [it.prompt for it in load_prompts(a.prompts)]
@@ -175,7 +175,7 @@ def _fmt_stat(s: dict | None) -> str:
 
 
 def _prompts(a: argparse.Namespace) -> int:
-    from t2v.compare.run import write_heldout_prompts
+    from t2v.compare.prompts import write_heldout_prompts
 
     path = write_heldout_prompts(a.out, a.num_prompts, a.seconds, a.caption_field, a.train_manifest, a.phrasing,
                                  a.scenes_from, a.combos)

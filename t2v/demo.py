@@ -33,7 +33,8 @@ def run_demo(out: str | Path = "runs/demo", config: str | Path = "tiny", num_cli
     """The demo in ``out``. ``vae_steps`` > 0 trains its VAE on the clips (``out/vae``) instead of using the
     config's ``vae.path`` (the tiny preset's is the packaged one, trained so for 1000 steps)."""
     from synthworld.dataset import caption_for, heldout_specs, write_synth_dataset
-    from t2v.compare.run import compare_models, report_table, write_heldout_prompts
+    from t2v.compare.prompts import write_heldout_prompts
+    from t2v.compare.run import compare_models, report_table
     from t2v.config import load_config
     from t2v.data.cache import build_cache
     from t2v.generate import generate

@@ -34,7 +34,8 @@ def run_experiment(out: str | Path = "runs/experiment", config: str | Path = "ti
     from captioner.config import load_captioner_config
     from captioner.run import run_captioner, tasks_from_manifest
     from synthworld.dataset import write_synth_dataset
-    from t2v.compare.run import compare_models, write_heldout_prompts
+    from t2v.compare.prompts import write_heldout_prompts
+    from t2v.compare.run import compare_models
     from t2v.config import load_config
     from t2v.data.cache import build_cache
     from t2v.models.build import build_text_encoder, build_vae

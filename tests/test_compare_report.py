@@ -222,7 +222,7 @@ def fake_models(tmp_path, monkeypatch):
     """Two pipeline folders (`good`, `ignores`) with a saved run config (fps 8) and held-out prompts."""
     from synthworld.generate import random_scene
     from t2v.compare import run
-    from t2v.compare.run import load_prompts, write_heldout_prompts
+    from t2v.compare.prompts import load_prompts, write_heldout_prompts
     from t2v.config import load_config
 
     prompts = write_heldout_prompts(tmp_path / "p.jsonl", num=8, seconds=2.0)
@@ -355,7 +355,8 @@ def test_compare_recaption_adds_an_arm_on_the_rewritten_prompts(fake_models, tmp
     the oracle's re-caption of held-out dense captions: new sentences this fake model does not know, so it shows
     an unrelated scene for them), scored against the original scenes with the same seeds; the arm is in the
     metrics, the paired differences and the report, and its prompts are written with the originals."""
-    from t2v.compare.run import compare_models, load_prompts
+    from t2v.compare.prompts import load_prompts
+    from t2v.compare.run import compare_models
 
     dirs, prompts = fake_models
     rep = compare_models([dirs["good"]], prompts, tmp_path / "rc", gallery=2, recaption="oracle")
@@ -378,7 +379,8 @@ def test_compare_judge_rates_claims_and_agrees_with_the_detector(fake_models, tm
     difference negative), its verdicts agree with the detector's on ≥ 90% of each type's claims, and what it
     said is written per model (caption, claims, both verdicts)."""
     from t2v.compare.judge import JUDGE_KEYS
-    from t2v.compare.run import compare_models, load_prompts
+    from t2v.compare.prompts import load_prompts
+    from t2v.compare.run import compare_models
 
     dirs, prompts = fake_models
     out = tmp_path / "judged"
@@ -414,7 +416,8 @@ def test_compare_variants_run_every_model_on_other_wordings_of_the_same_scenes(f
     this fake model does not know, so it shows an unrelated scene), with the same seeds, as arm MODEL@para: paired
     differences against the original wording; a variant of other scenes is refused naming its line."""
     from t2v.cli import _variants
-    from t2v.compare.run import compare_models, load_prompts, write_heldout_prompts
+    from t2v.compare.prompts import load_prompts, write_heldout_prompts
+    from t2v.compare.run import compare_models
 
     dirs, prompts = fake_models
     para = write_heldout_prompts(tmp_path / "para.jsonl", num=8, seconds=2.0, field="paraphrase", phrasing=2)

@@ -90,7 +90,7 @@ def test_held_out_combinations_never_in_training_clips_always_in_unseen_prompts(
     from clipio.manifest import read_manifest
     from synthworld.dataset import combinations, holdout_combinations, write_synth_dataset
     from synthworld.spec import SceneSpec
-    from t2v.compare.run import load_prompts, write_heldout_prompts
+    from t2v.compare.prompts import load_prompts, write_heldout_prompts
 
     held = holdout_combinations(12, seed=3)
     assert len(held) == 12 and held == holdout_combinations(12, seed=3) != holdout_combinations(12, seed=4)

@@ -45,6 +45,7 @@ from t2v.compare.metrics import (
     per_prompt_rates,
     temporal_flicker,
 )
+from t2v.compare.prompts import PromptItem, load_prompts, recaptioned_prompts, variant_prompts
 from t2v.generate import load_pipeline, pipeline_config, training_fps
 
 log = logging.getLogger(__name__)
@@ -57,70 +58,6 @@ DEFECT_LABELS = {"jitter": "track jitter (px RMS off a constant-velocity path)",
                  "fragments": "fragment frames (more blobs than visible objects)",
                  "bg_drift": "background drift (std of the border colour, 0–255)",
                  "shape_flips": "shape flips (frames off the track's usual shape)"}
-
-
-@dataclass
-class PromptItem:
-    prompt: str
-    scene: SceneSpec | None = None
-
-
-def load_prompts(path: str | Path) -> list[PromptItem]:
-    """A JSONL file of ``{"prompt", "scene"?}`` or a text file with one prompt per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--prompts {path}: no such file")
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                d = json.loads(line)
-                scene = SceneSpec.from_dict(d["scene"]) if d.get("scene") else None
-                items.append(PromptItem(str(d["prompt"]), scene))
-            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
-                raise ValueError(f"--prompts {path}:{n}: expected {{\"prompt\": ..., \"scene\": ...}}: {e}") from None
-        else:
-            items.append(PromptItem(line.strip()))
-    if not items:
-        raise ValueError(f"--prompts {path}: no prompts in it")
-    return items
-
-
-def write_heldout_prompts(out: str | Path, num: int, seconds: float, field: str = "dense",
-                          train_manifest: str | Path | None = None, phrasing: int = 1,
-                          scenes_from: str | Path | None = None, combos: str = "seen") -> Path:
-    """``num`` held-out synthworld scenes (never in ``train_manifest``; its world) with their captions
-    (``field``: short, dense, or paraphrase with wording ``phrasing``); the same scenes whatever the field.
-    ``scenes_from``: the scenes of that prompts file instead, in its order (another wording of a prompt set).
-    ``combos="unseen"``: scenes that hold a colour × shape × direction combination the training manifest's world
-    held out (``World.holdout``); ``"seen"`` (default): scenes of that world, which hold none."""
-    from dataclasses import replace
-
-    from synthworld.dataset import caption_for, heldout_specs, training_world
-
-    if scenes_from is not None:
-        if combos != "seen":
-            raise ValueError("--scenes-from takes the scenes of that file as they are; leave out --combos")
-        specs = [it.scene for it in load_prompts(scenes_from)]
-        if any(s is None for s in specs):
-            raise ValueError(f"--scenes-from {scenes_from}: line {specs.index(None) + 1} has no scene")
-    else:
-        exclude, world = training_world(train_manifest)
-        if combos == "unseen":
-            if world is None or not world.holdout:
-                where = f"the training manifest {train_manifest}" if train_manifest else "no --train-manifest given; it"
-                raise ValueError(f"--combos unseen: {where} holds out no colour × shape × direction combinations "
-                                 "(t2v demo --holdout-combos K, t2v synth --holdout-combos K)")
-            world = replace(world, combos="unseen")
-        specs = heldout_specs(num, seconds, exclude, world)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w") as f:
-        for spec in specs:
-            f.write(json.dumps({"prompt": caption_for(spec, field, phrasing), "scene": spec.to_dict()}) + "\n")
-    return out
 
 
 def _stats(per_prompt: list[dict[str, float | None]], keys) -> dict[str, dict]:
@@ -188,7 +125,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
             + (list(VIDEO_QUALITY) if has_scenes else []))
 
     # the prompt sets every model runs on: the prompts, then each variant (same scenes, other words)
-    sets = {"": items} | {f"@{v}": _variant(items, v, path) for v, path in (variants or {}).items()}
+    sets = {"": items} | {f"@{v}": variant_prompts(items, v, path) for v, path in (variants or {}).items()}
     arms = [f"{n}{tag}{plus}" for n in names for tag in sets for plus in ("", "+recaption")[:2 if recaption else 1]]
     if len(set(arms)) != len(arms):
         raise ValueError(f"--names / --variants: the arms {arms} are not all distinct; rename a model or a variant")
@@ -206,7 +143,7 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
                                           scorer)
             arm_models.append(model)
             if recaption and tag not in rewritten:  # once, for the first model's video length
-                rewritten[tag] = _recaptioned(model, its, recaption, out, pipe.transformer.config.sample_frames,
+                rewritten[tag] = recaptioned_prompts(model, its, recaption, out, pipe.transformer.config.sample_frames,
                                               f"prompts{tag.replace('@', '-')}-recaptioned.jsonl")
             if recaption:
                 arm = f"{name}{tag}+recaption"
@@ -269,37 +206,6 @@ def compare_models(models: list[str | Path], prompts: str | Path, out: str | Pat
     for m in dict.fromkeys(map(str, models)):  # each trained model's card gets this table
         add_evaluation(m, report_table(report), report["command"])
     return report
-
-
-def _variant(items: list[PromptItem], name: str, path: str | Path) -> list[PromptItem]:
-    """Prompt set ``name`` from ``path``: the same scenes as ``items``, in the same order (checked)."""
-    its = load_prompts(path)
-    if len(its) != len(items):
-        raise ValueError(f"--variants {name}={path}: {len(its)} prompts, but --prompts has {len(items)}; a variant "
-                         "words the same scenes in the same order")
-    for k, (a, b) in enumerate(zip(items, its), 1):
-        if (a.scene.to_dict() if a.scene else None) != (b.scene.to_dict() if b.scene else None):
-            raise ValueError(f"--variants {name}={path}:{k}: its scene is not the scene of line {k} of --prompts")
-    if not any(it.scene for it in items):
-        log.warning("--variants %s=%s: the prompts carry no scenes, so nothing checks that line k of each file "
-                    "describes the same video", name, path)
-    return its
-
-
-def _recaptioned(model: str | Path, items: list[PromptItem], captioner: str | Path, out: Path,
-                 num_frames: int, filename: str = "prompts-recaptioned.jsonl") -> list[PromptItem]:
-    """The prompts re-captioned for ``model``'s video length, each with its scene; written to
-    ``out/FILENAME`` (``{"prompt", "original", "scene"}``)."""
-    from t2v.generate import recaption_prompts
-
-    texts = recaption_prompts(model, [it.prompt for it in items], captioner, num_frames)
-    rewritten = [PromptItem(t, it.scene) for t, it in zip(texts, items)]
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / filename, "w") as f:
-        for it, new in zip(items, rewritten):
-            f.write(json.dumps({"prompt": new.prompt, "original": it.prompt,
-                                "scene": it.scene.to_dict() if it.scene else None}) + "\n")
-    return rewritten
 
 
 def model_names(models: list[str | Path], names: list[str] | None) -> list[str]:
