@@ -118,8 +118,6 @@ UNSEEN = Vocabulary(
     sits=["lies", "is placed"],
     still=["No motion occurs.", "The picture is static."],
 )
-# the training vocabulary's lists, by their old names
-NOUNS, SIZES, PLACES, WAYS, PACES = TRAINING.nouns, TRAINING.sizes, TRAINING.places, TRAINING.ways, TRAINING.paces
 
 
 def _rng(spec: SceneSpec, phrasing: int | str) -> random.Random:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -139,33 +138,19 @@ def _demo(a: argparse.Namespace) -> int:
 
 
 def _compare(a: argparse.Namespace) -> int:
+    from t2v.compare.prompts import parse_variants
     from t2v.compare.run import compare_models
 
     steps, guidance = sample_settings(a.models[0], a.steps, a.guidance)
     rep = compare_models(a.models, a.prompts, a.out, names=a.names, steps=steps, guidance=guidance, seed=a.seed,
                          clip=a.clip, recaption=a.recaption, judge=a.judge, judge_claims=a.judge_claims,
-                         variants=_variants(a.variants), gallery=a.gallery,
+                         variants=parse_variants(a.variants), gallery=a.gallery,
                          command="t2v " + " ".join(sys.argv[1:]), **_device(a))
     for cat in rep["categories"]:
         row = "  ".join(f"{n} {_fmt_stat(rep['metrics'][n].get(cat['key']))}" for n in rep["metrics"])
         print(f"{cat['label']:<48} {row}")
     print(f"wrote {a.out}/report.html, report.md, report.json")
     return 0
-
-
-def _variants(pairs: list[str] | None) -> dict[str, Path]:
-    """``NAME=FILE`` pairs of ``--variants`` as a dict (names distinct, files present)."""
-    out: dict[str, Path] = {}
-    for pair in pairs or []:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(f"--variants {pair!r}: expected NAME=FILE with a name of letters, digits, _ . -")
-        if name in out:
-            raise ValueError(f"--variants: the name {name!r} is given twice")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--variants {pair}: no such file")
-        out[name] = Path(path)
-    return out
 
 
 def _fmt_stat(s: dict | None) -> str:

@@ -249,7 +249,7 @@ def test_generate_recaption_expands_a_short_prompt(trained, tmp_path):
 def test_compare_same_prompts_and_seeds_for_every_model(trained, tiny_manifest, tmp_path):
     """Every model gets the same seed per prompt: the same pipeline under two names must give byte-identical
     videos and zero differences (seeding per model, or state leaking from one model's run into the next, breaks
-    it). Differences between genuinely different models: tests/test_compare_report.py."""
+    it). Differences between genuinely different models: tests/test_compare_run.py."""
     out, _, _ = trained
     model = str(out / "run" / "pipeline")
     prompts = tmp_path / "p.jsonl"

@@ -4,7 +4,7 @@
 - :func:`write_heldout_prompts` — held-out synthworld scenes with their prompts (``t2v prompts``): the oracle's
   short or dense caption, or a paraphrase; the scenes of a training manifest's world, or those holding the
   colour × shape × direction combinations it left out, or the scenes of another prompts file;
-- :func:`variant_prompts` — another wording of the same scenes (``--variants``), checked line by line;
+- :func:`parse_variants` / :func:`variant_prompts` — ``--variants NAME=FILE`` pairs; another wording of the same scenes (``--variants``), checked line by line;
 - :func:`recaptioned_prompts` — the prompts re-captioned by a captioner (``--recaption``).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +114,18 @@ def recaptioned_prompts(model: str | Path, items: list[PromptItem], captioner: s
             f.write(json.dumps({"prompt": new.prompt, "original": it.prompt,
                                 "scene": it.scene.to_dict() if it.scene else None}) + "\n")
     return rewritten
+
+
+def parse_variants(pairs: list[str] | None) -> dict[str, Path]:
+    """``NAME=FILE`` pairs of ``--variants`` as a dict (names distinct, files present)."""
+    out: dict[str, Path] = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"--variants {pair!r}: expected NAME=FILE with a name of letters, digits, _ . -")
+        if name in out:
+            raise ValueError(f"--variants: the name {name!r} is given twice")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--variants {pair}: no such file")
+        out[name] = Path(path)
+    return out
